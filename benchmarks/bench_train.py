@@ -1,0 +1,65 @@
+"""Training and evaluation throughput on the real mini data set; prints one JSON object.
+
+    python benchmarks/bench_train.py [--data DIR] [--model dscnn_mlperf] [--steps 30]
+"""
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tinykws.audio import build_frontend, get_preset
+from tinykws.data import AugmentConfig, WaveAugment
+from tinykws.models import create_model
+from tinykws.train import TrainConfig, load_train_data
+
+p = argparse.ArgumentParser()
+p.add_argument("--data", default=os.environ.get("TINYKWS_DATA", Path(__file__).resolve().parents[2] / "shared/data/speech_commands_mini"))
+p.add_argument("--model", default="dscnn_mlperf")
+p.add_argument("--steps", type=int, default=30)
+p.add_argument("--batch-size", type=int, default=100)
+a = p.parse_args()
+
+data = load_train_data(TrainConfig(data=str(a.data)), progress=False)
+fe_cfg = get_preset("mlperf")
+fe = build_frontend(fe_cfg)
+model = create_model(a.model, num_classes=len(data.labels), input_shape=fe_cfg.feature_shape)
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+aug = WaveAugment(AugmentConfig(), data.background)
+g = torch.Generator().manual_seed(0)
+rng = np.random.default_rng(0)
+
+def step():
+    bi = rng.integers(0, len(data.train), a.batch_size)
+    x = aug(torch.from_numpy(data.train.waves(bi)), g)
+    with torch.no_grad():
+        f = fe(x)
+    loss = F.cross_entropy(model(f), torch.from_numpy(data.train.labels[bi]))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+model.train()
+for _ in range(3):
+    step()
+t = time.perf_counter()
+for _ in range(a.steps):
+    step()
+train_sps = a.steps * a.batch_size / (time.perf_counter() - t)
+
+model.eval()
+waves = torch.from_numpy(data.val.waves())
+with torch.no_grad():
+    model(fe(waves[:64]))
+    t = time.perf_counter()
+    for _ in range(5):
+        model(fe(waves))
+    eval_cps = 5 * len(waves) / (time.perf_counter() - t)
+
+print(json.dumps({"benchmark": "train_eval", "model": a.model, "threads": torch.get_num_threads(),
+                  "batch_size": a.batch_size, "train_samples_per_s": round(train_sps, 1),
+                  "eval_clips_per_s": round(eval_cps, 1), "eval_includes": "MFCC + model, batched"}))

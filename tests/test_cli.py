@@ -1,0 +1,68 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+def run(*args, ok=True):
+    r = subprocess.run([sys.executable, "-m", "tinykws", *map(str, args)], capture_output=True, text=True, timeout=600)
+    if ok:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def last_json(r) -> dict:
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_eval_shipped_model_json_contract(mini_dir):
+    """The shipped model, on the mini set's testing list, 12 classes: the README's figure."""
+    d = last_json(run("eval", "--data", mini_dir, "--json"))
+    assert set(d) >= {"model", "accuracy", "per_class", "confusion"}
+    assert d["model"] == "dscnn-kws"
+    assert len(d["confusion"]) == 12 and sum(map(sum, d["confusion"])) == d["n"]
+    assert d["accuracy"] >= 0.88, d["accuracy"]
+
+
+def test_info_json_contract():
+    d = last_json(run("info", "dscnn_mlperf", "--json"))
+    assert d["macs"] == 2_656_768 and d["params"] > 20_000
+    assert {"params", "macs", "weight_bytes", "peak_activation_bytes"} <= set(d)
+    shipped = last_json(run("info", "dscnn-kws", "--json"))
+    assert shipped["macs"] == d["macs"]
+
+
+def test_predict_and_confusion_png(mini_dir, tmp_path):
+    clip = sorted((mini_dir / "yes").iterdir())[0]
+    d = last_json(run("predict", clip, "--json"))
+    assert d["predictions"][0]["label"] in {"yes", "_unknown_", "no", "left", "right", "up", "down", "on",
+                                            "off", "stop", "go", "_silence_"}
+    png = tmp_path / "conf.png"
+    run("eval", "--data", mini_dir, "--split", "validation", "--confusion", png)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    r = run("eval", "--data", mini_dir, "--confusion", png, ok=False)
+    assert r.returncode == 2 and "exists" in r.stderr, "an existing output file is not overwritten silently"
+
+
+def test_clear_errors_not_tracebacks(tmp_path):
+    r = run("eval", "--data", tmp_path / "nowhere", ok=False)
+    assert r.returncode == 2 and "data set folder not found" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"no audio here")
+    r = run("predict", bad, ok=False)
+    assert r.returncode == 2 and "bad.wav: cannot be read as audio" in r.stderr
+    r = run("info", "dscnn_q", ok=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    r = run("data", "download", "--version", "v9", "--dest", tmp_path, ok=False)
+    assert r.returncode == 2 and "v0.02" in r.stderr
+
+
+def test_predict_handles_other_rates_and_stereo(tmp_path):
+    x = np.random.default_rng(0).normal(0, 0.05, (22050, 2))
+    sf.write(tmp_path / "st.wav", x, 22050)
+    r = run("predict", tmp_path / "st.wav", "--json")
+    assert "st.wav: downmixed, resampled" in r.stderr
+    assert sorted(last_json(r)["predictions"][0]["notes"]) == ["downmixed", "resampled"]

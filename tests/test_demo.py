@@ -1,0 +1,20 @@
+import json
+
+import pytest
+
+from tinykws.data.synth import SynthConfig
+from tinykws.pipeline import run_demo
+
+
+def test_demo_on_synthetic_speech(tmp_path):
+    out = tmp_path / "report"
+    synth = SynthConfig(words=["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "bed", "cat"],
+                        clips_per_word=10, speakers=10, background_seconds=5)
+    report = run_demo(out=out, epochs=2, progress=False, log=lambda *_: None, synth=synth)
+    for f in ("metrics.json", "report.md", "confusion.png", "model.pt", "run/metrics.jsonl", "data/README.md"):
+        assert (out / f).is_file(), f
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["synthetic"] and saved["test"]["n"] > 0 and saved["cost"]["macs"] == 2_656_768
+    assert "SYNTHETIC" in (out / "report.md").read_text()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        run_demo(out=out, epochs=1, progress=False, log=lambda *_: None, synth=synth)

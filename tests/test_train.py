@@ -1,0 +1,96 @@
+import json
+
+import pytest
+import torch
+
+from tinykws.data import AugmentConfig
+from tinykws.train import TrainConfig, evaluate_dir, load_bundle, load_model, train
+from tinykws.train.checkpoint import ModelFileError
+
+
+def _cfg(data, out, epochs=2, **kw):
+    return TrainConfig(data=str(data), out=str(out), epochs=epochs, batch_size=16, lr=3e-3, **kw)
+
+
+def test_train_writes_run_and_learns(tiny_dataset, tmp_path):
+    bundle = train(_cfg(tiny_dataset, tmp_path / "run", epochs=6), progress=False, log=lambda *_: None)
+    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == list(range(1, 7))
+    assert lines[-1]["train_loss"] < lines[0]["train_loss"], "the loss goes down"
+    assert bundle.metrics["val_acc"] == max(l["val_acc"] for l in lines)
+    model, b = load_model(tmp_path / "run" / "best.pt")
+    assert b.labels[-2:] == ["_silence_", "_unknown_"] and b.frontend.n_mfcc == 10
+    res, _ = evaluate_dir(tmp_path / "run" / "best.pt", tiny_dataset, "validation")
+    assert res.accuracy == pytest.approx(bundle.metrics["val_acc"])
+
+
+def test_resume_reproduces_uninterrupted_run(tiny_dataset, tmp_path):
+    quiet = dict(progress=False, log=lambda *_: None)
+    full = train(_cfg(tiny_dataset, tmp_path / "full", epochs=3), **quiet)
+    # the same run killed right after its second epoch's checkpoint, then resumed
+    cfg = _cfg(tiny_dataset, tmp_path / "cut", epochs=3)
+    from tinykws.train import trainer
+
+    class Stop(Exception):
+        pass
+
+    calls = {"n": 0}
+    real_save = trainer.atomic_save
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        if str(path).endswith("last.pt"):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise Stop
+
+    trainer.atomic_save = save_then_die
+    try:
+        with pytest.raises(Stop):
+            train(cfg, **quiet)
+    finally:
+        trainer.atomic_save = real_save
+    resumed = train(cfg, resume=True, **quiet)
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]["state_dict"]
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["model"]["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.metrics == full.metrics
+    assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_run_folder_not_overwritten(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "mine.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(_cfg(tiny_dataset, out), progress=False, log=lambda *_: None)
+    assert (out / "mine.txt").read_text() == "precious"
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(_cfg(tiny_dataset, tmp_path / "fresh"), resume=True, progress=False)
+
+
+def test_model_file_errors(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ModelFileError, match="junk.pt: not a readable"):
+        load_bundle(tmp_path / "junk.pt")
+    torch.save({"a": 1}, tmp_path / "other.pt")
+    with pytest.raises(ModelFileError, match="not a tinykws model file"):
+        load_bundle(tmp_path / "other.pt")
+    with pytest.raises(ModelFileError, match="did you mean 'dscnn-kws'"):
+        load_bundle("dscnn-kw")
+
+
+def test_training_settings_validated(tiny_dataset, tmp_path):
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        train(_cfg(tiny_dataset, tmp_path / "r", optimizer="lbfgs"), progress=False)
+    with pytest.raises(ValueError, match="unknown training settings"):
+        TrainConfig.from_dict({"data": "x", "epochz": 3})
+
+
+def test_specaugment_and_custom_keywords_train(tiny_dataset, tmp_path):
+    aug = AugmentConfig(time_masks=2, time_mask_width=4, freq_masks=1, freq_mask_width=2)
+    b = train(_cfg(tiny_dataset, tmp_path / "kw", epochs=1, task="yes,no", augment=aug),
+              progress=False, log=lambda *_: None)
+    assert b.labels == ["yes", "no", "_silence_", "_unknown_"]
+    model = b.build()
+    assert model(torch.zeros(2, 49, 10)).shape == (2, 4)

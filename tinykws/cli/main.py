@@ -1,0 +1,201 @@
+"""The `tinykws` command: a thin layer over the library."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Keyword spotting for microcontrollers.")
+data_app = typer.Typer(no_args_is_help=True, help="Get data: the real data set, or synthetic speech.")
+app.add_typer(data_app, name="data")
+err = Console(stderr=True)
+
+
+def _emit_json(obj: dict) -> None:
+    """The scripting contract: one JSON object as the last line of stdout."""
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _check_new_file(path: Optional[Path], overwrite: bool) -> None:
+    if path is not None and path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: exists; pass --overwrite to replace it")
+
+
+@data_app.command("download")
+def data_download(
+    version: str = typer.Option("v0.02", help="v0.01, v0.02 or test-v0.02"),
+    dest: Path = typer.Option(Path("data"), help="folder to download and extract into"),
+    force: bool = typer.Option(False, help="extract again even if the folder exists"),
+):
+    """Download and extract Google Speech Commands from its official location."""
+    from ..data.download import download_dataset
+
+    path = download_dataset(version, dest, force=force)
+    err.print(f"data set ready in [bold]{path}[/bold]")
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Path = typer.Argument(..., help="new folder for the synthetic data set"),
+    clips_per_word: int = typer.Option(60, help="clips per word"),
+    seed: int = typer.Option(0),
+    overwrite: bool = typer.Option(False, help="replace a non-empty folder"),
+):
+    """Generate a SYNTHETIC Speech-Commands-style data set with espeak-ng."""
+    from ..data.synth import SynthConfig, generate_synthetic
+
+    path = generate_synthetic(out, SynthConfig(clips_per_word=clips_per_word, seed=seed), overwrite=overwrite)
+    err.print(f"synthetic data set written to [bold]{path}[/bold]")
+
+
+@app.command("train")
+def train_cmd(
+    data: Path = typer.Option(..., help="Speech Commands folder (word folders, lists)"),
+    out: Path = typer.Option(Path("runs/kws"), help="run folder: checkpoints, metrics, best model"),
+    model: str = typer.Option("dscnn_mlperf", help="architecture from the registry (see `tinykws models`)"),
+    frontend: str = typer.Option("mlperf", help="front-end preset: mlperf, paper10..paper40, raw"),
+    task: str = typer.Option("12", help="'12' (10 keywords + silence + unknown) or '35' (all words)"),
+    keywords: Optional[str] = typer.Option(None, help="your own keywords, e.g. marvin,sheila (overrides --task)"),
+    extra_data: List[Path] = typer.Option([], help="more folders whose clips all serve training (e.g. synthetic)"),
+    epochs: int = typer.Option(40),
+    batch_size: int = typer.Option(100),
+    optimizer: str = typer.Option("adam", help="adam or sgd"),
+    lr: float = typer.Option(3e-3),
+    weight_decay: float = typer.Option(1e-4),
+    label_smoothing: float = typer.Option(0.1),
+    dropout: Optional[float] = typer.Option(None, help="dropout rate, for models that take one"),
+    unknown_frac: float = typer.Option(0.1, help="unknown clips per epoch, as a fraction of keyword clips"),
+    specaug: bool = typer.Option(False, help="add SpecAugment time and coefficient masks"),
+    seed: int = typer.Option(0),
+    resume: bool = typer.Option(False, help="continue the run in --out"),
+    overwrite: bool = typer.Option(False, help="replace an existing run folder"),
+):
+    """Train a keyword spotter."""
+    from ..data.augment import AugmentConfig
+    from ..train import TrainConfig, train
+
+    aug = AugmentConfig(time_masks=2, time_mask_width=5, freq_masks=2, freq_mask_width=2) if specaug else AugmentConfig()
+    cfg = TrainConfig(data=str(data), out=str(out), model=model, frontend=frontend, task=keywords or task,
+                      extra_data=[str(p) for p in extra_data], epochs=epochs, batch_size=batch_size,
+                      optimizer=optimizer, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
+                      unknown_frac=unknown_frac, augment=aug, seed=seed,
+                      model_kwargs={"dropout": dropout} if dropout is not None else {})
+    bundle = train(cfg, resume=resume, overwrite=overwrite)
+    err.print(f"best validation accuracy {100 * bundle.metrics['val_acc']:.2f}% (epoch {bundle.metrics['epoch']}); "
+              f"model: [bold]{out / 'best.pt'}[/bold]")
+
+
+@app.command("eval")
+def eval_cmd(
+    data: Path = typer.Option(..., help="data set folder (its testing list) or an official test-set folder"),
+    model: Optional[str] = typer.Option(None, help="model file or shipped model name (default: the shipped one)"),
+    split: str = typer.Option("testing", help="training, validation or testing"),
+    confusion: Optional[Path] = typer.Option(None, help="save the confusion matrix as PNG here"),
+    overwrite: bool = typer.Option(False, help="replace an existing --confusion file"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+):
+    """Top-1 and per-class accuracy, confusion matrix."""
+    from ..train import evaluate_dir, format_result, plot_confusion
+
+    _check_new_file(confusion, overwrite)
+    result, bundle = evaluate_dir(model, data, split, progress=not as_json)
+    if confusion is not None:
+        plot_confusion(result, confusion)
+    if as_json:
+        _emit_json({"model": bundle.name, **result.to_dict()})
+    else:
+        Console().print(format_result(result), highlight=False)
+
+
+@app.command("predict")
+def predict_cmd(
+    files: List[Path] = typer.Argument(..., help="audio files (WAV, FLAC)"),
+    model: Optional[str] = typer.Option(None, help="model file or shipped model name"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Classify audio files."""
+    from ..train import predict_files
+
+    res = predict_files(files, model)
+    for r in res:
+        if r["notes"]:
+            err.print(f"[yellow]warning:[/yellow] {r['file']}: {', '.join(sorted(r['notes']))}", highlight=False)
+    if as_json:
+        _emit_json({"predictions": res})
+        return
+    for r in res:
+        others = ", ".join(f"{t['label']} {t['score']:.2f}" for t in r["top"][1:])
+        print(f"{r['file']}: {r['label']} ({r['score']:.2f}; then {others})")
+
+
+@app.command("info")
+def info_cmd(
+    model: str = typer.Argument(..., help="registry architecture (e.g. dscnn_s), model file, or shipped name"),
+    weight_bits: int = typer.Option(8, help="bits per weight for the weight memory"),
+    act_bits: int = typer.Option(8, help="bits per activation for the activation memory"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Cost of a model: parameters, MACs, weight memory, peak activation memory."""
+    from ..models import count_cost, create_model, list_models
+    from ..train import load_model
+
+    if model in list_models():
+        net = create_model(model)
+    else:
+        net, _ = load_model(model)
+    cost = count_cost(net, weight_bits=weight_bits, act_bits=act_bits)
+    d = {"model": model, **cost.to_dict()}
+    if as_json:
+        _emit_json(d)
+        return
+    print(f"{model}: {d['params']:,} parameters, {d['macs'] / 1e6:.3f} M MACs, "
+          f"weights {d['weight_bytes'] / 1024:.1f} KiB at {weight_bits} bit, "
+          f"peak activations {d['peak_activation_bytes'] / 1024:.1f} KiB at {act_bits} bit")
+    for layer in cost.layers:
+        print(f"  {layer.name:<28} {layer.type:<16} {layer.macs:>11,} MACs {layer.params:>8,} params  {tuple(layer.out_shape)}")
+
+
+@app.command("models")
+def models_cmd():
+    """List the architectures in the registry and the shipped models."""
+    from ..models import list_models
+    from ..pretrained import PRETRAINED
+
+    print("architectures:", ", ".join(list_models()))
+    print("shipped models:", ", ".join(PRETRAINED))
+
+
+@app.command("demo")
+def demo_cmd(
+    data: Optional[Path] = typer.Option(None, help="a Speech Commands folder; default: generate synthetic speech"),
+    out: Path = typer.Option(Path("tinykws-demo"), help="report folder"),
+    epochs: int = typer.Option(20),
+    overwrite: bool = typer.Option(False, help="replace an existing report folder"),
+):
+    """The main job: data -> train -> evaluate, with a report folder."""
+    from ..pipeline import run_demo
+
+    report = run_demo(data=data, out=out, epochs=epochs, overwrite=overwrite)
+    err.print(f"report in [bold]{out}[/bold]: test accuracy {100 * report['test']['accuracy']:.2f}%")
+
+
+def main() -> None:
+    """Entry point: known errors become one clear line and exit code 2, not a stack trace."""
+    from ..audio import AudioError
+    from ..data.download import DownloadError
+    from ..data.speech_commands import DatasetError
+    from ..train import ModelFileError
+
+    try:
+        app()
+    except (AudioError, DatasetError, DownloadError, ModelFileError, FileExistsError, FileNotFoundError, ValueError, OSError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

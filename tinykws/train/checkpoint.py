@@ -1,0 +1,99 @@
+"""Model files: a trained network with everything needed to use it (architecture, front end, labels).
+
+A model file is a `torch.save`d dict with `format: "tinykws-model"`; it loads with weights_only=True,
+so opening a model file never runs code from it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..audio import FrontendConfig
+from ..models import create_model
+
+FORMAT = "tinykws-model"
+
+
+class ModelFileError(ValueError):
+    """A model file or name that cannot be used; the message names it and the problem."""
+
+
+@dataclass
+class ModelBundle:
+    arch: str
+    labels: list[str]
+    frontend: FrontendConfig
+    state_dict: dict
+    model_kwargs: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    train_config: dict = field(default_factory=dict)
+    name: str = ""
+    quant: dict = field(default_factory=dict)  # quantization settings applied before the weights load
+
+    def build(self) -> torch.nn.Module:
+        """The network with its trained weights, in eval mode."""
+        model = create_model(self.arch, num_classes=len(self.labels), input_shape=self.frontend.feature_shape,
+                             **self.model_kwargs)
+        if self.quant:
+            from ..quant import apply_quant_dict  # noqa: WPS433 (the quant stage builds on models)
+
+            model = apply_quant_dict(model, self.quant)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": 1, "arch": self.arch, "labels": list(self.labels),
+                "frontend": self.frontend.to_dict(), "state_dict": self.state_dict,
+                "model_kwargs": self.model_kwargs, "metrics": self.metrics, "train_config": self.train_config,
+                "quant": self.quant}
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_bundle(bundle: ModelBundle, path: str | Path) -> None:
+    atomic_save(bundle.to_dict(), path)
+
+
+def _read(path: Path) -> dict:
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(f"{path}: not a readable tinykws model file ({exc.__class__.__name__}: {exc})") from None
+    if isinstance(d, dict) and "model" in d and isinstance(d["model"], dict) and d["model"].get("format") == FORMAT:
+        d = d["model"]  # a training checkpoint (last.pt) holds the bundle under "model"
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a tinykws model file (no '{FORMAT}' header)")
+    return d
+
+
+def load_bundle(name_or_path: str | Path | None = None) -> ModelBundle:
+    """A model file, or the name of a model shipped with tinykws (None: the default one)."""
+    from ..pretrained import resolve
+
+    path = resolve(name_or_path)
+    d = _read(path)
+    try:
+        fe = FrontendConfig.from_dict(d["frontend"])
+        return ModelBundle(d["arch"], list(d["labels"]), fe, d["state_dict"], dict(d.get("model_kwargs", {})),
+                           dict(d.get("metrics", {})), dict(d.get("train_config", {})), name=str(name_or_path or path.stem),
+                           quant=dict(d.get("quant", {})))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: damaged tinykws model file ({exc})") from None
+
+
+def load_model(name_or_path: str | Path | None = None) -> tuple[torch.nn.Module, ModelBundle]:
+    bundle = load_bundle(name_or_path)
+    try:
+        return bundle.build(), bundle
+    except (RuntimeError, ValueError) as exc:
+        raise ModelFileError(f"{name_or_path}: weights do not fit architecture {bundle.arch!r} ({exc})") from None

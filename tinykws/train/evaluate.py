@@ -1,0 +1,125 @@
+"""Evaluation: top-1, per-class accuracy, confusion matrix; prediction on files."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.speech_commands import SILENCE, UNKNOWN, SpeechCommands, Task
+
+
+@dataclass
+class EvalResult:
+    accuracy: float
+    per_class: dict[str, float]
+    confusion: list[list[int]]  # rows: true class, columns: predicted
+    labels: list[str]
+    n: int
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "per_class": self.per_class, "confusion": self.confusion,
+                "labels": self.labels, "n": self.n}
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, feats: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(feats[i : i + batch_size]) for i in range(0, len(feats), batch_size)])
+
+
+def evaluate_predictions(pred: np.ndarray, y: np.ndarray, labels: list[str]) -> EvalResult:
+    k = len(labels)
+    conf = np.zeros((k, k), dtype=np.int64)
+    np.add.at(conf, (np.asarray(y), np.asarray(pred)), 1)
+    per = {labels[i]: float(conf[i, i] / conf[i].sum()) for i in range(k) if conf[i].sum() > 0}
+    acc = float(np.trace(conf) / max(1, conf.sum()))
+    return EvalResult(acc, per, conf.tolist(), list(labels), int(conf.sum()))
+
+
+def evaluate_features(model, feats: torch.Tensor, y: torch.Tensor, labels: list[str]) -> EvalResult:
+    pred = predict_logits(model, feats).argmax(1).numpy()
+    return evaluate_predictions(pred, y.numpy(), labels)
+
+
+def task_of(labels: list[str]) -> Task:
+    """The task a model was trained on, from its output labels."""
+    return Task(tuple(l for l in labels if l not in (SILENCE, UNKNOWN)), SILENCE in labels, UNKNOWN in labels)
+
+
+def evaluate_dir(model_or_name=None, data_dir: str | Path = "", split: str = "testing", progress: bool = False,
+                 seed: int = 0) -> tuple[EvalResult, "ModelBundle"]:  # noqa: F821
+    """Evaluate a model (file, shipped name, or None for the default) on a data set folder's split
+    or on an official test-set folder."""
+    from ..audio import build_frontend
+    from ..data.clips import load_clips
+    from ..data.features import cached_features
+    from .checkpoint import load_model
+
+    model, bundle = load_model(model_or_name)
+    ds = SpeechCommands.open(data_dir)
+    entries = ds.entries(split, task_of(bundle.labels), 0.1, 0.1, seed)
+    clips = load_clips(ds, entries, bundle.labels, seed, progress=progress)
+    if len(clips) == 0:
+        raise ValueError(f"{data_dir}: no readable clips in the {split} split")
+    feats = cached_features(clips, build_frontend(bundle.frontend), bundle.frontend.key())
+    return evaluate_features(model, feats, torch.from_numpy(clips.labels), bundle.labels), bundle
+
+
+@torch.no_grad()
+def predict_files(files: list[str | Path], model_or_name=None, top: int = 3) -> list[dict]:
+    """Top-k labels and probabilities for each audio file."""
+    from ..audio import build_frontend
+    from ..data.clips import read_clip
+    from .checkpoint import load_model
+
+    model, bundle = load_model(model_or_name)
+    frontend = build_frontend(bundle.frontend)
+    clips = [read_clip(f) for f in files]
+    waves = np.stack([c[0] for c in clips])
+    probs = torch.softmax(model(frontend(torch.from_numpy(waves))), dim=1)
+    out = []
+    for f, p, (_, notes) in zip(files, probs, clips):
+        v, i = p.topk(min(top, len(p)))
+        out.append({"file": str(f), "label": bundle.labels[i[0]], "score": float(v[0]), "notes": notes,
+                    "top": [{"label": bundle.labels[j], "score": float(s)} for s, j in zip(v, i)]})
+    return out
+
+
+def plot_confusion(result: EvalResult, path: str | Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conf = np.asarray(result.confusion, dtype=float)
+    norm = conf / np.maximum(1, conf.sum(1, keepdims=True))
+    k = len(result.labels)
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * k, 1 + 0.55 * k))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            if conf[i, j]:
+                ax.text(j, i, int(conf[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), result.labels, rotation=60, ha="right")
+    ax.set_yticks(range(k), result.labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"top-1 {100 * result.accuracy:.2f}% on {result.n} clips")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def format_result(result: EvalResult) -> str:
+    """A plain-text table: per-class accuracy and the confusion matrix."""
+    w = max(len(l) for l in result.labels)
+    lines = [f"top-1 accuracy: {100 * result.accuracy:.2f}% ({result.n} clips)", ""]
+    head = " " * (w + 2) + " ".join(f"{l[:5]:>5}" for l in result.labels) + "   acc"
+    lines.append(head)
+    for l, row in zip(result.labels, result.confusion):
+        acc = result.per_class.get(l)
+        lines.append(f"{l:>{w}}  " + " ".join(f"{v:>5}" for v in row) + (f"  {100 * acc:5.1f}" if acc is not None else ""))
+    return "\n".join(lines)

@@ -1,0 +1,229 @@
+"""Training: one readable loop, checkpointed every epoch, resumable to the same result."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..audio import build_frontend, get_preset
+from ..data.augment import AugmentConfig, WaveAugment, spec_augment
+from ..data.clips import ClipSet, load_background, load_clips
+from ..data.features import cached_features
+from ..data.speech_commands import SILENCE, UNKNOWN, SpeechCommands, make_task
+from ..models import create_model
+from .checkpoint import ModelBundle, atomic_save, save_bundle
+from .evaluate import evaluate_features
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""  # a Speech Commands folder
+    out: str = "runs/kws"
+    model: str = "dscnn_mlperf"
+    model_kwargs: dict = field(default_factory=dict)
+    task: str = "12"
+    frontend: str = "mlperf"  # a front-end preset
+    extra_data: list[str] = field(default_factory=list)  # more folders whose every clip is training data
+    epochs: int = 40
+    batch_size: int = 100
+    optimizer: str = "adam"  # adam | sgd (Nesterov)
+    lr: float = 3e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    warmup_epochs: int = 1
+    silence_frac: float = 0.1
+    unknown_frac: float = 0.1  # unknown clips drawn afresh each epoch, as a fraction of keyword clips
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    seed: int = 0
+    threads: int = 0  # torch threads (0: torch's default)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown training settings {sorted(unknown)}")
+        d["augment"] = AugmentConfig(**d.get("augment", {}))
+        return cls(**d)
+
+
+@dataclass
+class TrainData:
+    train: ClipSet
+    val: ClipSet
+    background: list
+    labels: list[str]
+
+
+def load_train_data(cfg: TrainConfig, progress: bool = True) -> TrainData:
+    """Training clips (every unknown clip kept, drawn per epoch) and validation clips."""
+    task = make_task(cfg.task)
+    labels = task.labels
+    ds = SpeechCommands.open(cfg.data)
+    if ds.test_set_layout:
+        raise ValueError(f"{cfg.data}: an official test-set folder has no training split")
+    train = load_clips(ds, ds.entries("training", task, cfg.silence_frac, None, cfg.seed), labels, cfg.seed, progress=progress)
+    val = load_clips(ds, ds.entries("validation", task, cfg.silence_frac, 0.1, cfg.seed), labels, cfg.seed, progress=progress)
+    for extra in cfg.extra_data:  # e.g. synthetic speech: all its splits serve training
+        eds = SpeechCommands.open(extra)
+        ents = [e for s in ("training", "validation", "testing") for e in eds.entries(s, task, 0.0, None, cfg.seed)]
+        more = load_clips(eds, ents, labels, cfg.seed, progress=progress)
+        train = ClipSet(np.concatenate([train.audio, more.audio]), np.concatenate([train.labels, more.labels]),
+                        train.names + more.names, labels, "", train.skipped + more.skipped, train.notes + more.notes)
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError(f"{cfg.data}: the training or validation split is empty")
+    return TrainData(train, val, load_background(ds), labels)
+
+
+def epoch_indices(labels: np.ndarray, unknown_id: int | None, frac: float, rng: np.random.Generator) -> np.ndarray:
+    """Every keyword and silence clip, plus a fresh draw of unknown clips (frac x keyword clips)."""
+    if unknown_id is None:
+        return rng.permutation(len(labels))
+    unk = np.flatnonzero(labels == unknown_id)
+    rest = np.flatnonzero(labels != unknown_id)
+    n = min(len(unk), int(round(frac * len(rest))))
+    return rng.permutation(np.concatenate([rest, rng.choice(unk, n, replace=False)]))
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    """Linear warm-up then cosine decay to zero."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progress: bool = True,
+          data: TrainData | None = None, log=print, model: torch.nn.Module | None = None,
+          quant: dict | None = None, extra_loss=None) -> ModelBundle:
+    """Train and return the best model (by validation accuracy). Files in cfg.out:
+    `last.pt` (full state, every epoch), `best.pt` (model file), `metrics.jsonl`, `config.json`.
+
+    `model` starts from a given network (e.g. a pretrained one prepared for quantization-aware
+    training) instead of a fresh `cfg.model`; `quant` is then stored in the model files so that
+    `ModelBundle.build` can rebuild it."""
+    out = Path(cfg.out)
+    last = out / "last.pt"
+    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
+        raise FileExistsError(f"{out}: output folder exists and is not empty; use --resume to continue "
+                              f"the run in it, or --overwrite to replace it")
+    if resume and not last.exists():
+        raise FileNotFoundError(f"{last}: nothing to resume")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    state = None
+    if resume:
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        cfg = TrainConfig.from_dict(state["config"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    data = data or load_train_data(cfg, progress)
+    fe_cfg = get_preset(cfg.frontend)
+    frontend = build_frontend(fe_cfg)
+    torch.manual_seed(cfg.seed)
+    if model is None:
+        model = create_model(cfg.model, num_classes=len(data.labels), input_shape=fe_cfg.feature_shape,
+                             **cfg.model_kwargs)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    elif cfg.optimizer == "adam":
+        opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    else:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use adam or sgd")
+    augment = WaveAugment(cfg.augment, data.background)
+    val_feats = cached_features(data.val, frontend, fe_cfg.key())
+    val_labels = torch.from_numpy(data.val.labels)
+    unknown_id = data.labels.index(UNKNOWN) if UNKNOWN in data.labels else None
+    silence_id = data.labels.index(SILENCE) if SILENCE in data.labels else -1
+
+    n_epoch = len(epoch_indices(data.train.labels, unknown_id, cfg.unknown_frac, np.random.default_rng(0)))
+    steps_per_epoch = math.ceil(n_epoch / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    start, best, history = 0, -1.0, []
+    if state is not None:
+        model.load_state_dict(state["model"]["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        start, best, history = state["epoch"] + 1, state["best"], state["history"]
+        with open(out / "metrics.jsonl", "w") as f:  # drop lines of an epoch that was cut off
+            f.writelines(json.dumps(h) + "\n" for h in history)
+
+    def bundle(metrics: dict) -> ModelBundle:
+        return ModelBundle(cfg.model, data.labels, fe_cfg, {k: v.clone() for k, v in model.state_dict().items()},
+                           cfg.model_kwargs, metrics, asdict(cfg), quant=quant or {})
+
+    bar = _Progress(progress, total, start * steps_per_epoch)
+    for epoch in range(start, cfg.epochs):
+        seed = cfg.seed * 100_003 + epoch
+        torch.manual_seed(seed)  # dropout
+        g = torch.Generator().manual_seed(seed)
+        idx = epoch_indices(data.train.labels, unknown_id, cfg.unknown_frac, np.random.default_rng(seed))
+        model.train()
+        t0, seen, loss_sum, correct = time.time(), 0, 0.0, 0
+        for b in range(steps_per_epoch):
+            bi = idx[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            y = torch.from_numpy(data.train.labels[bi])
+            x = augment(torch.from_numpy(data.train.waves(bi)), g, y == silence_id)
+            with torch.no_grad():
+                feats = spec_augment(frontend(x), cfg.augment, g)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(epoch * steps_per_epoch + b, total, cfg.warmup_epochs * steps_per_epoch, cfg.lr)
+            logits = model(feats)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if extra_loss is not None:
+                loss = loss + extra_loss(model)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            seen += len(y)
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            bar.step(f"epoch {epoch + 1}/{cfg.epochs} loss {loss_sum / seen:.3f}")
+        val = evaluate_features(model, val_feats, val_labels, data.labels)
+        rec = {"epoch": epoch + 1, "train_loss": round(loss_sum / seen, 5), "train_acc": round(correct / seen, 5),
+               "val_acc": round(val.accuracy, 5), "lr": opt.param_groups[0]["lr"],
+               "samples_per_s": round(seen / (time.time() - t0), 1)}
+        history.append(rec)
+        if val.accuracy > best:
+            best = val.accuracy
+            save_bundle(bundle({"val_acc": val.accuracy, "epoch": epoch + 1}), out / "best.pt")
+        atomic_save({"config": asdict(cfg), "model": bundle({}).to_dict(), "optimizer": opt.state_dict(),
+                     "epoch": epoch, "best": best, "history": history}, last)
+        with open(out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        log(f"epoch {epoch + 1}/{cfg.epochs}  loss {rec['train_loss']:.4f}  train {rec['train_acc']:.3f}  "
+            f"val {val.accuracy:.4f}  best {best:.4f}  ({rec['samples_per_s']:.0f} samples/s)")
+    bar.close()
+    from .checkpoint import load_bundle
+
+    return load_bundle(out / "best.pt")
+
+
+class _Progress:
+    """A rich progress bar over training steps (silent when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, done: int):
+        self.p = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            self.p.start()
+            self.t = self.p.add_task("training", total=total, completed=done)
+
+    def step(self, description: str) -> None:
+        if self.p:
+            self.p.update(self.t, advance=1, description=description)
+
+    def close(self) -> None:
+        if self.p:
+            self.p.stop()
