@@ -199,3 +199,13 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+
+
+def _register_stages() -> None:
+    from . import nas_cmds, quant_cmds
+
+    quant_cmds.register(app)
+    nas_cmds.register(app)
+
+
+_register_stages()
