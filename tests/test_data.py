@@ -176,7 +176,7 @@ def test_clip_cache_roundtrip(tiny_dataset):
 
 def test_augment_reproducible_and_bounded():
     bg = [np.random.default_rng(0).uniform(-0.5, 0.5, 48000).astype(np.float32)]
-    aug = WaveAugment(AugmentConfig(), bg)
+    aug = WaveAugment(AugmentConfig(speed=0), bg)
     x = torch.zeros(64, 16000)
     x[:, 8000] = 1.0  # an impulse in the middle
     a = aug(x, torch.Generator().manual_seed(1))
@@ -184,7 +184,7 @@ def test_augment_reproducible_and_bounded():
     c = aug(x, torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
     # shift stays within +/-100 ms: the impulse (largest sample) stays within 1600 samples
-    no_noise = WaveAugment(AugmentConfig(noise_prob=0), bg)(x, torch.Generator().manual_seed(3))
+    no_noise = WaveAugment(AugmentConfig(speed=0, noise_prob=0), bg)(x, torch.Generator().manual_seed(3))
     pos = no_noise.argmax(1)
     assert (pos - 8000).abs().max() <= 1600 and len(set(pos.tolist())) > 10
     # noise: ~80% of clips get some, at volume <= 0.1 of a +/-0.5 recording
@@ -201,3 +201,13 @@ def test_spec_augment_masks():
     zeros_per_clip = (m == 0).sum((1, 2))
     assert (zeros_per_clip <= 2 * 5 * 10 + 2 * 49).all() and zeros_per_clip.sum() > 0
     assert torch.equal(m, spec_augment(f, cfg, torch.Generator().manual_seed(0)))
+
+
+def test_speed_perturbation_changes_pitch_within_range():
+    t = torch.arange(16000) / 16000
+    x = torch.sin(2 * torch.pi * 500 * t).repeat(32, 1)
+    y = WaveAugment(AugmentConfig(speed=0.15, time_shift_ms=0, noise_prob=0), [])(x, torch.Generator().manual_seed(0))
+    win = torch.hann_window(8000)
+    peak = torch.fft.rfft(y[:, 4000:12000] * win).abs().argmax(1).float() * 2  # Hz (bin = 2 Hz)
+    assert (peak >= 500 * 0.85 - 4).all() and (peak <= 500 * 1.15 + 4).all()
+    assert peak.std() > 10, "rates differ between clips"

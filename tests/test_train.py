@@ -94,3 +94,17 @@ def test_specaugment_and_custom_keywords_train(tiny_dataset, tmp_path):
     assert b.labels == ["yes", "no", "_silence_", "_unknown_"]
     model = b.build()
     assert model(torch.zeros(2, 49, 10)).shape == (2, 4)
+
+
+def test_without_wave_augmentation_training_features_come_from_cache(tiny_dataset, tmp_path):
+    import os
+    from pathlib import Path
+
+    from tinykws.train import load_train_data
+
+    aug = AugmentConfig(time_shift_ms=0, noise_prob=0, speed=0)
+    cfg = _cfg(tiny_dataset, tmp_path / "cached", epochs=1, augment=aug)
+    data = load_train_data(cfg, progress=False)
+    train(cfg, progress=False, log=lambda *_: None, data=data)
+    cached = {p.name.split("-")[0] for p in (Path(os.environ["TINYKWS_CACHE"]) / "features").iterdir()}
+    assert data.train.key in cached and data.val.key in cached

@@ -62,15 +62,17 @@ def train_cmd(
     task: str = typer.Option("12", help="'12' (10 keywords + silence + unknown) or '35' (all words)"),
     keywords: Optional[str] = typer.Option(None, help="your own keywords, e.g. marvin,sheila (overrides --task)"),
     extra_data: List[Path] = typer.Option([], help="more folders whose clips all serve training (e.g. synthetic)"),
-    epochs: int = typer.Option(40),
+    epochs: int = typer.Option(80),
     batch_size: int = typer.Option(100),
     optimizer: str = typer.Option("adam", help="adam or sgd"),
     lr: float = typer.Option(3e-3),
     weight_decay: float = typer.Option(1e-4),
     label_smoothing: float = typer.Option(0.1),
     dropout: Optional[float] = typer.Option(None, help="dropout rate, for models that take one"),
-    unknown_frac: float = typer.Option(0.1, help="unknown clips per epoch, as a fraction of keyword clips"),
-    specaug: bool = typer.Option(False, help="add SpecAugment time and coefficient masks"),
+    unknown_frac: float = typer.Option(0.2, help="unknown clips per epoch, as a fraction of keyword clips"),
+    speed: float = typer.Option(0.15, help="speed perturbation: rate drawn from [1-speed, 1+speed] (0: off)"),
+    specaug: bool = typer.Option(True, help="SpecAugment time and coefficient masks"),
+    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)"),
     seed: int = typer.Option(0),
     resume: bool = typer.Option(False, help="continue the run in --out"),
     overwrite: bool = typer.Option(False, help="replace an existing run folder"),
@@ -79,11 +81,13 @@ def train_cmd(
     from ..data.augment import AugmentConfig
     from ..train import TrainConfig, train
 
-    aug = AugmentConfig(time_masks=2, time_mask_width=5, freq_masks=2, freq_mask_width=2) if specaug else AugmentConfig()
+    aug = AugmentConfig(speed=speed)
+    if not specaug:
+        aug.time_masks = aug.freq_masks = 0
     cfg = TrainConfig(data=str(data), out=str(out), model=model, frontend=frontend, task=keywords or task,
                       extra_data=[str(p) for p in extra_data], epochs=epochs, batch_size=batch_size,
                       optimizer=optimizer, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
-                      unknown_frac=unknown_frac, augment=aug, seed=seed,
+                      unknown_frac=unknown_frac, augment=aug, seed=seed, threads=threads,
                       model_kwargs={"dropout": dropout} if dropout is not None else {})
     bundle = train(cfg, resume=resume, overwrite=overwrite)
     err.print(f"best validation accuracy {100 * bundle.metrics['val_acc']:.2f}% (epoch {bundle.metrics['epoch']}); "

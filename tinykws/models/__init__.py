@@ -9,6 +9,7 @@ from .registry import create_model, list_models, register_model
 from .cost import LayerCost, ModelCost, count_cost
 from .blocks import ConvBNAct, DepthwiseSeparable, InvertedResidual, MBConv
 from . import cnn, dscnn, raw  # noqa: F401  (registers the models)
+from . import mbnet  # noqa: F401  (registers mbnet, mbnet_raw: models from architecture search)
 
 __all__ = [
     "create_model", "list_models", "register_model", "count_cost", "ModelCost", "LayerCost",

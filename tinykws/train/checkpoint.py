@@ -78,14 +78,15 @@ def _read(path: Path) -> dict:
 
 def load_bundle(name_or_path: str | Path | None = None) -> ModelBundle:
     """A model file, or the name of a model shipped with tinykws (None: the default one)."""
-    from ..pretrained import resolve
+    from ..pretrained import DEFAULT, resolve
 
     path = resolve(name_or_path)
+    name = DEFAULT if name_or_path is None else str(name_or_path)
     d = _read(path)
     try:
         fe = FrontendConfig.from_dict(d["frontend"])
         return ModelBundle(d["arch"], list(d["labels"]), fe, d["state_dict"], dict(d.get("model_kwargs", {})),
-                           dict(d.get("metrics", {})), dict(d.get("train_config", {})), name=str(name_or_path or path.stem),
+                           dict(d.get("metrics", {})), dict(d.get("train_config", {})), name=name,
                            quant=dict(d.get("quant", {})))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: damaged tinykws model file ({exc})") from None

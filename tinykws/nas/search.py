@@ -1,0 +1,376 @@
+"""The search: alternating weight and architecture steps on a SuperNet, then the derived model.
+
+Loss of the architecture step (Peter, Roth & Pernkopf)::
+
+    loss_arch = CE * (log(E[cost]) / log(target)) ** beta
+
+with E[cost] the expected cost under the architecture distribution (see :mod:`.cost`).
+beta = 0 searches for accuracy alone; a larger beta pulls the cost down harder.
+
+Schedule: ``warmup_epochs`` epochs of weight steps only (paths drawn from the initial, uniform
+distribution), then every ``arch_every`` weight steps one architecture step on a fresh batch
+of training clips. Weights: SGD with Nesterov momentum (or Adam), linear warm-up then cosine
+(the training schedule of ``tinykws train``); architecture parameters: Adam (betas 0, 0.999).
+
+Run folder ``out``: ``config.json``, ``last.pt`` (full state every epoch; ``resume=True``
+continues from it), ``metrics.jsonl``, and ``search.json`` (the derived architecture string,
+its costs, the final architecture distribution).
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..audio import build_frontend, get_preset
+from ..data.augment import AugmentConfig, WaveAugment, spec_augment
+from ..data.features import cached_features
+from ..data.speech_commands import SILENCE, UNKNOWN
+from ..train.checkpoint import atomic_save
+from ..train.evaluate import evaluate_features
+from ..train.trainer import TrainConfig, epoch_indices, load_train_data, lr_at
+from .cost import CostTable, arch_cost, make_cost_model
+from .spaces import make_space
+from .supernet import SuperNet
+
+
+@dataclass
+class SearchConfig:
+    data: str = ""
+    out: str = "runs/search"
+    space: str = "mfcc"  # mfcc | raw
+    frontend: str = ""  # front-end preset; "" = paper10 (mfcc) or raw (raw)
+    width: float = 1.0  # omega
+    layers: int = 12
+    kernels: list = field(default_factory=lambda: [3, 5, 7])
+    expansions: list = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])
+    raw_frontend: str = "conv_c16_k64_s32_p4"  # front end of the raw space (conv_... or sinc_...)
+    cost: str = "macs"  # macs | ops | weight_bytes | peak_act_bytes | lut:PATH
+    target: float = 2.5e6  # in the cost's unit
+    beta: float = 1.0
+    weight_bits: int = 8  # for the weight-memory cost
+    act_bits: int = 8  # for the activation-memory cost
+    quant_bits: int = 8  # fake-quantized weights during the search (0: float)
+    epochs: int = 40
+    warmup_epochs: int = 10
+    batch_size: int = 100
+    optimizer: str = "sgd"  # sgd (Nesterov) | adam, for the weights
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    arch_lr: float = 4e-3
+    arch_every: int = 1  # one architecture step per this many weight steps
+    task: str = "12"
+    silence_frac: float = 0.1
+    unknown_frac: float = 0.1
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    seed: int = 0
+    threads: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SearchConfig":
+        d = dict(d)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown search settings {sorted(unknown)}")
+        d["augment"] = AugmentConfig(**d.get("augment", {}))
+        return cls(**d)
+
+    @property
+    def frontend_preset(self) -> str:
+        return self.frontend or ("raw" if self.space == "raw" else "paper10")
+
+    def make_space(self, num_classes: int = 12):
+        return make_space(self.space, self.frontend_preset, self.width, self.layers, tuple(self.kernels),
+                          tuple(self.expansions), self.raw_frontend, num_classes)
+
+    def make_table(self, space) -> CostTable:
+        return CostTable(space, make_cost_model(self.cost, self.weight_bits, self.act_bits))
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(data=self.data, task=self.task, frontend=self.frontend_preset, silence_frac=self.silence_frac,
+                           unknown_frac=self.unknown_frac, seed=self.seed, batch_size=self.batch_size)
+
+
+@dataclass
+class SearchResult:
+    arch: str
+    model: str  # registry name of the derived model (mbnet or mbnet_raw)
+    frontend: str
+    cost: dict  # of the derived architecture: params, macs, ops, weight_bytes, peak_act_bytes
+    searched_cost: float  # the derived architecture's cost under the search's cost model
+    expected_cost: float
+    probs: list
+    config: dict
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SearchResult":
+        path = Path(path)
+        if path.is_dir():
+            path = path / "search.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no search result (run `tinykws search` first)")
+        return cls(**json.loads(path.read_text()))
+
+
+def check_search_config(cfg: SearchConfig):
+    """Space and cost table of a configuration; bad settings raise a clear ValueError before any data loads."""
+    if cfg.epochs < 1 or not 0 <= cfg.warmup_epochs < cfg.epochs:
+        raise ValueError(f"need epochs >= 1 and 0 <= warmup_epochs < epochs (got {cfg.epochs}, {cfg.warmup_epochs})")
+    if cfg.beta < 0:
+        raise ValueError(f"beta {cfg.beta} < 0 would reward cost; use beta >= 0")
+    if cfg.optimizer not in ("sgd", "adam"):
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use sgd or adam")
+    space = cfg.make_space()
+    table = cfg.make_table(space)
+    table.check_target(cfg.target)
+    return space, table
+
+
+def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, progress: bool = True,
+           data=None, log=print) -> SearchResult:
+    """Run (or continue) a search; returns the derived architecture and its costs."""
+    out = Path(cfg.out)
+    last = out / "last.pt"
+    if resume:
+        if not last.exists():
+            raise FileNotFoundError(f"{last}: nothing to resume")
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        cfg = SearchConfig.from_dict(state["config"])
+    else:
+        state = None
+        if out.exists() and any(out.iterdir()):
+            if not overwrite:
+                raise FileExistsError(f"{out}: output folder exists and is not empty; use --resume to continue the "
+                                      f"search in it, or --overwrite to replace it")
+            shutil.rmtree(out)
+    space, table = check_search_config(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    tcfg = cfg.train_config()
+    data = data or load_train_data(tcfg, progress)
+    if len(data.labels) != space.num_classes:
+        space = cfg.make_space(len(data.labels))
+        table = cfg.make_table(space)
+    fe_cfg = get_preset(cfg.frontend_preset)
+    frontend = build_frontend(fe_cfg)
+    torch.manual_seed(cfg.seed)
+    net = SuperNet(space, cfg.quant_bits)
+    wparams = net.weight_parameters()
+    decay = [p for p in wparams if p.ndim > 1]
+    no_decay = [p for p in wparams if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        opt_w = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    else:
+        opt_w = torch.optim.AdamW(groups, lr=cfg.lr)
+    opt_a = torch.optim.Adam([net.alpha], lr=cfg.arch_lr, betas=(0.0, 0.999), eps=1e-8)
+
+    augment = WaveAugment(cfg.augment, data.background)
+    val_feats = cached_features(data.val, frontend, fe_cfg.key())
+    val_labels = torch.from_numpy(data.val.labels)
+    unknown_id = data.labels.index(UNKNOWN) if UNKNOWN in data.labels else None
+    silence_id = data.labels.index(SILENCE) if SILENCE in data.labels else -1
+    n_epoch = len(epoch_indices(data.train.labels, unknown_id, cfg.unknown_frac, np.random.default_rng(0)))
+    steps = math.ceil(n_epoch / cfg.batch_size)
+    total = steps * cfg.epochs
+    log_target = math.log(cfg.target)
+
+    start, history, elapsed = 0, [], 0.0
+    if state is not None:
+        net.load_state_dict(state["net"])
+        opt_w.load_state_dict(state["opt_w"])
+        opt_a.load_state_dict(state["opt_a"])
+        start, history, elapsed = state["epoch"] + 1, state["history"], state.get("seconds", 0.0)
+        with open(out / "metrics.jsonl", "w") as f:
+            f.writelines(json.dumps(h) + "\n" for h in history)
+
+    def batch(bi, g):
+        y = torch.from_numpy(data.train.labels[bi])
+        x = augment(torch.from_numpy(data.train.waves(bi)), g, y == silence_id)
+        with torch.no_grad():
+            feats = frontend(x)
+            if feats.dim() == 3:
+                feats = spec_augment(feats, cfg.augment, g)
+        return feats, y
+
+    bar = _bar(progress, total, start * steps)
+    t_start = time.time()
+    for epoch in range(start, cfg.epochs):
+        seed = cfg.seed * 100_003 + epoch
+        torch.manual_seed(seed)
+        g = torch.Generator().manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        idx = epoch_indices(data.train.labels, unknown_id, cfg.unknown_frac, rng)
+        arch_phase = epoch >= cfg.warmup_epochs
+        net.train()
+        t0, seen, loss_sum, correct, arch_loss_sum, n_arch = time.time(), 0, 0.0, 0, 0.0, 0
+        for b in range(steps):
+            # weight step: one sampled path per layer
+            bi = idx[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            feats, y = batch(bi, g)
+            net.sample_single(g)
+            for group in opt_w.param_groups:
+                group["lr"] = lr_at(epoch * steps + b, total, steps, cfg.lr)
+            logits = net(feats)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            opt_w.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_w.step()
+            seen += len(y)
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            # architecture step: two sampled paths per layer behind binary gates, on a fresh batch
+            if arch_phase and b % cfg.arch_every == 0:
+                feats, y = batch(rng.choice(idx, min(cfg.batch_size, len(idx)), replace=False), g)
+                net.sample_pair(g)
+                for p in wparams:
+                    p.requires_grad_(False)
+                ce = F.cross_entropy(net(feats), y)
+                expected = table.expected(net.probs()).to(ce.dtype)
+                loss_a = ce * (torch.log(expected) / log_target) ** cfg.beta
+                opt_a.zero_grad(set_to_none=True)
+                loss_a.backward()
+                opt_a.step()
+                net.rescale_pair()
+                for p in wparams:
+                    p.requires_grad_(True)
+                arch_loss_sum += loss_a.item()
+                n_arch += 1
+            bar.step(f"search {epoch + 1}/{cfg.epochs} loss {loss_sum / seen:.3f}")
+        choices = net.argmax()
+        net.set_path(choices)
+        val = evaluate_features(net, val_feats, val_labels, data.labels)
+        with torch.no_grad():
+            exp_cost = float(table.expected(net.probs()))
+        rec = {"epoch": epoch + 1, "phase": "search" if arch_phase else "warmup",
+               "train_loss": round(loss_sum / seen, 5), "train_acc": round(correct / seen, 5),
+               "arch_loss": round(arch_loss_sum / n_arch, 5) if n_arch else None,
+               "val_acc_derived": round(val.accuracy, 5), "expected_cost": exp_cost,
+               "derived_cost": table.of(choices), "arch": space.arch(choices),
+               "seconds": round(time.time() - t0, 1)}
+        history.append(rec)
+        atomic_save({"config": asdict(cfg), "net": net.state_dict(), "opt_w": opt_w.state_dict(),
+                     "opt_a": opt_a.state_dict(), "epoch": epoch, "history": history,
+                     "seconds": elapsed + time.time() - t_start}, last)
+        with open(out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        log(f"epoch {epoch + 1}/{cfg.epochs} [{rec['phase']}]  loss {rec['train_loss']:.4f}  val(derived) "
+            f"{val.accuracy:.4f}  E[{table.model.name}] {exp_cost:,.0f}  derived {rec['derived_cost']:,.0f}  "
+            f"{rec['arch']}  ({rec['seconds']:.0f} s)")
+    bar.close()
+
+    choices = net.argmax()
+    arch = space.arch(choices)
+    with torch.no_grad():
+        probs = net.probs()
+    result = SearchResult(
+        arch=arch, model=space.model_name, frontend=cfg.frontend_preset,
+        cost=arch_cost(arch, cfg.frontend_preset, space.num_classes, cfg.weight_bits, cfg.act_bits),
+        searched_cost=table.of(choices), expected_cost=float(table.expected(probs)),
+        probs=[[round(v, 5) for v in row] for row in probs.tolist()], config=asdict(cfg), history=history,
+        seconds=round(elapsed + time.time() - t_start, 1))
+    (out / "search.json").write_text(json.dumps(result.to_dict(), indent=1))
+    return result
+
+
+def retrain(result: SearchResult | str, out: str | Path, data: str, epochs: int = 40, resume: bool = False,
+            overwrite: bool = False, progress: bool = True, log=print, train_data=None, **train_kw):
+    """Train the derived architecture from scratch (``tinykws train --model mbnet --arch ...``)."""
+    from ..train import train
+
+    if isinstance(result, str):
+        from .arch import parse_arch
+
+        a = parse_arch(result)
+        model, arch, fe = ("mbnet_raw" if a.space == "raw" else "mbnet"), result, ("raw" if a.space == "raw" else "paper10")
+        fe = train_kw.pop("frontend", fe)
+    else:
+        model, arch, fe = result.model, result.arch, train_kw.pop("frontend", result.frontend)
+    cfg = TrainConfig(data=str(data), out=str(out), model=model, model_kwargs={"arch": arch}, frontend=fe,
+                      epochs=epochs, **train_kw)
+    return train(cfg, resume=resume, overwrite=overwrite, progress=progress, data=train_data, log=log)
+
+
+def run_trial(cfg: SearchConfig, train_epochs: int = 40, progress: bool = False, log=print, resume: bool = True,
+              data=None, train_kw: dict | None = None) -> dict:
+    """Search, train the derived model from scratch, evaluate on the test split: one row of the table.
+
+    Files: ``cfg.out/search`` (the search), ``cfg.out/train`` (training), ``cfg.out/row.json``.
+    With ``resume``, finished parts are reused and cut-off parts continue."""
+    from ..train import evaluate_dir, load_bundle
+
+    root = Path(cfg.out)
+    row_path = root / "row.json"
+    if resume and row_path.exists():
+        return json.loads(row_path.read_text())
+    t0 = time.time()
+    scfg = SearchConfig.from_dict({**asdict(cfg), "out": str(root / "search")})
+    if resume and (root / "search" / "search.json").exists():
+        res = SearchResult.load(root / "search")
+    else:
+        can_resume = resume and (root / "search" / "last.pt").exists()
+        res = search(scfg, resume=can_resume, overwrite=not can_resume, progress=progress, data=data, log=log)
+    tdir = root / "train"
+    best = tdir / "best.pt"
+    tdone = False
+    if resume and (tdir / "last.pt").exists():
+        st = torch.load(tdir / "last.pt", map_location="cpu", weights_only=True)
+        tdone = st["epoch"] + 1 >= train_epochs
+        if not tdone:
+            retrain(res, tdir, cfg.data, train_epochs, resume=True, progress=progress, log=log, **(train_kw or {}))
+    else:
+        retrain(res, tdir, cfg.data, train_epochs, overwrite=True, progress=progress, log=log,
+                seed=cfg.seed, **(train_kw or {}))
+    bundle = load_bundle(best)
+    test, _ = evaluate_dir(best, cfg.data, "testing")
+    row = {"name": root.name, "space": cfg.space, "frontend": res.frontend, "width": cfg.width, "beta": cfg.beta,
+           "cost_kind": cfg.cost, "target": cfg.target, "arch": res.arch, "model": res.model, **res.cost,
+           "val_acc": bundle.metrics.get("val_acc"), "test_acc": test.accuracy, "test_n": test.n,
+           "search_seconds": res.seconds, "seconds": round(time.time() - t0, 1), "model_file": str(best)}
+    row_path.write_text(json.dumps(row, indent=1))
+    return row
+
+
+def short_search_demo(data: str | Path, out: str | Path, epochs: int = 4, train_epochs: int = 10,
+                      target: float = 2.0e6, beta: float = 2.0, progress: bool = False, log=print) -> dict:
+    """A short MFCC search on a data set, the derived model trained and tested (for the main job)."""
+    cfg = SearchConfig(data=str(data), out=str(out), width=0.5, layers=6, kernels=[3, 5], expansions=[1, 2, 3],
+                       target=target, beta=beta, epochs=epochs, warmup_epochs=max(1, epochs // 2),
+                       arch_lr=0.05)
+    row = run_trial(cfg, train_epochs=train_epochs, progress=progress, log=log, resume=False)
+    Path(out, "report.md").write_text(
+        f"# Short architecture search\n\nDerived architecture: `{row['arch']}`\n\n"
+        f"{row['macs'] / 1e6:.3f} M MACs, {row['params']:,} parameters, {row['weight_bytes'] / 1024:.1f} KiB weights "
+        f"(int8)\n\nTest accuracy after {train_epochs} training epochs: {100 * row['test_acc']:.2f}% "
+        f"({row['test_n']} clips)\n")
+    return row
+
+
+class _bar:
+    def __init__(self, enabled: bool, total: int, done: int):
+        from ..train.trainer import _Progress
+
+        self.p = _Progress(enabled, total, done)
+
+    def step(self, d: str) -> None:
+        self.p.step(d)
+
+    def close(self) -> None:
+        self.p.close()

@@ -1,0 +1,5 @@
+"""Quantization: fake-quantized training and calibration, integer-only inference, TFLite/ONNX interop."""
+from .config import LearnedBitsConfig, PTQConfig, QATConfig, config_from_dict, config_to_dict, preset
+from .graph import QuantizationError, trace
+from .quantize import apply_quant_dict, bit_penalty, bit_stats, calibrate, fold_batchnorm, freeze_bits, quantize_
+from .integer import IntModel, IntOp, QTensor, to_integer

@@ -1,0 +1,99 @@
+"""Quantization settings: one small dataclass per method, stored as a dict in model files."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from .graph import QuantizationError
+
+MIN_BITS, MAX_BITS = 2, 8
+
+
+def _check_bits(name: str, v, lo: float = MIN_BITS) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= MAX_BITS:
+        raise QuantizationError(f"{name}={v!r}: bit-widths must be between {MIN_BITS} and {MAX_BITS}")
+    if lo == MIN_BITS and v != int(v):
+        raise QuantizationError(f"{name}={v!r}: a fixed bit-width must be a whole number")
+
+
+@dataclass
+class PTQConfig:
+    """Post-training quantization: weights rounded per output channel (symmetric, scale from the
+    channel's max |w|), activations from min/max over calibration clips. No training."""
+    weight_bits: int = 8
+    act_bits: int = 8
+    io_bits: int = 8  # the model input and output (logits)
+    method = "ptq"
+
+    def __post_init__(self):
+        for f in ("weight_bits", "act_bits", "io_bits"):
+            _check_bits(f, getattr(self, f))
+
+
+@dataclass
+class QATConfig:
+    """Quantization-aware training at a fixed bit-width with the straight-through estimator:
+    per-channel symmetric weights with a learned clipping ratio per layer, activations with a
+    learned range (LSQ/PACT style). `act_bits` defaults to `weight_bits`."""
+    weight_bits: int = 8
+    act_bits: int | None = None
+    io_bits: int = 8
+    method = "qat"
+
+    def __post_init__(self):
+        if self.act_bits is None:
+            self.act_bits = self.weight_bits
+        for f in ("weight_bits", "act_bits", "io_bits"):
+            _check_bits(f, getattr(self, f))
+
+
+@dataclass
+class LearnedBitsConfig:
+    """Trained bit-widths: every layer learns its own weight and activation bit-width (a
+    continuous parameter rounded with the straight-through estimator) together with its
+    range; a hinge penalty pushes the average bits per weight and per activation (weighted by
+    their counts, i.e. by memory) below the targets."""
+    weight_bits: float = 3.0  # target average bits per weight
+    act_bits: float = 3.0  # target average bits per activation
+    init_bits: int = 6  # every layer starts here
+    penalty: float = 1.0  # weight of the memory penalty in the loss
+    io_bits: int = 8
+    method = "learned"
+
+    def __post_init__(self):
+        _check_bits("weight_bits", self.weight_bits, lo=MIN_BITS - 1e-9)
+        _check_bits("act_bits", self.act_bits, lo=MIN_BITS - 1e-9)
+        for f in ("init_bits", "io_bits"):
+            _check_bits(f, getattr(self, f))
+        if self.penalty < 0:
+            raise QuantizationError(f"penalty={self.penalty}: must be >= 0")
+
+
+QuantConfig = PTQConfig | QATConfig | LearnedBitsConfig
+_METHODS = {c.method: c for c in (PTQConfig, QATConfig, LearnedBitsConfig)}
+
+
+def config_to_dict(cfg: QuantConfig) -> dict:
+    return {"method": cfg.method, **asdict(cfg)}
+
+
+def config_from_dict(d: dict) -> QuantConfig:
+    d = dict(d)
+    method = d.pop("method", None)
+    if method not in _METHODS:
+        raise QuantizationError(f"unknown quantization method {method!r}; use one of {sorted(_METHODS)}")
+    cls = _METHODS[method]
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise QuantizationError(f"unknown {cls.__name__} settings {sorted(unknown)}")
+    return cls(**d)
+
+
+def preset(name: str) -> QuantConfig:
+    """The CLI's --method names: ptq8, qat8, qat4, qat2 (any qatN, 2 <= N <= 8), learned."""
+    if name == "learned":
+        return LearnedBitsConfig()
+    for prefix, cls in (("ptq", PTQConfig), ("qat", QATConfig)):
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            bits = int(name[len(prefix):])
+            return cls(weight_bits=bits, act_bits=bits)
+    raise QuantizationError(f"unknown method {name!r}; use ptq8, qat8, qat4, qat2 (any qatN with N in 2..8) or learned")

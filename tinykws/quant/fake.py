@@ -1,0 +1,265 @@
+"""Fake quantization with the straight-through estimator (STE).
+
+Weights: symmetric, per output channel. Channel c of a layer with b bits uses the step
+    s_c = alpha * max|w_c| / (2^(b-1) - 1),   q = clamp(round(w / s_c), -L, L) * s_c,  L = 2^(b-1) - 1
+with a clipping ratio alpha per layer (1 for post-training rounding, learned in QAT).
+
+Activations: affine on the grid of the TFLite int8 convention. A range [lo, hi] (lo = 0 after a
+ReLU, lo <= 0 <= hi otherwise) and b bits give the step d = (hi - lo) / (2^b - 1) and the zero
+point z = round(-lo / d); x -> (clamp(round(x / d) + z, 0, 2^b - 1) - z) * d. After a ReLU6 the
+input is first clipped to 6. In int8 storage a value k of this unsigned grid becomes
+k + offset with offset = 127 - (2^b - 1) for ReLU outputs (so TFLite's fused-ReLU clamps are
+exactly the b-bit clamps) and -128 otherwise.
+
+Learned bit-widths: b is a parameter, rounded in the forward pass with the STE, so the network
+always runs at whole bit-widths (the ones it is deployed with) while b moves freely; the range
+parameters are learned in log space. Ranges, clipping ratios and bits are scaled (`_GAIN`) so
+that Adam moves them at a useful rate with the learning rate of the weights.
+
+Hand-written (not torchao/Brevitas): the grid must be exactly the integer kernels' grid (int8
+container, TFLite zero points and clamps) and bit-widths must be learnable per layer.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+_GAIN = 5.0  # log-range parameters: log(value) = _GAIN * p
+_BITS_GAIN = 20.0  # bit-width parameters: bits = _BITS_GAIN * p
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """round() forward, identity gradient."""
+    return x + (torch.round(x) - x).detach()
+
+
+def _bits(p: torch.Tensor, learned: bool) -> torch.Tensor:
+    return round_ste(p * _BITS_GAIN).clamp(2, 8) if learned else p
+
+
+def _bits_param(bits: float, learned: bool) -> nn.Parameter | torch.Tensor:
+    return nn.Parameter(torch.tensor(bits / _BITS_GAIN)) if learned else torch.tensor(float(bits))
+
+
+class WeightQuant(nn.Module):
+    """Per-output-channel symmetric fake quantizer for a conv/linear weight (channel dim 0)."""
+
+    is_quantizer = False  # not an activation quantizer (the tracer looks through it)
+
+    def __init__(self, bits: int, learn_bits: bool = False, trainable: bool = True):
+        super().__init__()
+        self.learn_bits = learn_bits
+        if learn_bits:
+            self.bits_p = _bits_param(bits, True)
+        else:
+            self.register_buffer("bits_p", _bits_param(bits, False))
+        self.log_alpha = nn.Parameter(torch.zeros(()), requires_grad=trainable)  # alpha = exp(_GAIN * p)
+
+    @property
+    def bits(self) -> torch.Tensor:
+        return _bits(self.bits_p, self.learn_bits)
+
+    def bits_float(self) -> torch.Tensor:
+        """Bits before rounding (the penalty uses the rounded ones through the STE)."""
+        return self.bits_p * _BITS_GAIN if self.learn_bits else self.bits_p
+
+    def levels(self) -> torch.Tensor:
+        return 2 ** (self.bits - 1) - 1
+
+    def scale(self, w: torch.Tensor) -> torch.Tensor:
+        """Per-channel step, shaped to broadcast against w."""
+        r = w.detach().abs().amax(dim=tuple(range(1, w.dim())), keepdim=True).clamp_min(1e-8)
+        alpha = torch.exp(_GAIN * self.log_alpha).clamp(max=1.0)
+        return alpha * r / self.levels()
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        s, L = self.scale(w), self.levels().detach()
+        return torch.clamp(round_ste(w / s), -L, L) * s
+
+    @torch.no_grad()
+    def init_clip(self, w: torch.Tensor, steps: int = 50) -> None:
+        """Clipping ratio with the smallest squared error at the current bit-width (1 at 8 bits)."""
+        best, best_a = None, 1.0
+        for a in torch.linspace(1.0, 0.2, steps):
+            self.log_alpha.fill_(math.log(a) / _GAIN)
+            err = (self(w) - w).square().sum().item()
+            if best is None or err < best - 1e-12:
+                best, best_a = err, float(a)
+        self.log_alpha.fill_(math.log(best_a) / _GAIN)
+
+    @torch.no_grad()
+    def integer(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(integer weights as int64, per-channel scales as float32): w ~ q * scale."""
+        s = self.scale(w)
+        L = self.levels()
+        q = torch.clamp(torch.round(w / s), -L, L)
+        return q.long(), s.flatten().float()
+
+
+class ActQuant(nn.Module):
+    """Activation fake quantizer with a learned range [lo, hi] (and learned bits, optionally).
+
+    `signed=False` quantizes a ReLU (relu6: ReLU6) output: lo is fixed at 0, so the grid's clamp
+    is the ReLU. Until it is calibrated (`ready`) it passes values through; while `observing`
+    it records them for calibration instead.
+    """
+
+    is_quantizer = True
+
+    def __init__(self, bits: int, signed: bool, relu6: bool = False, learn_bits: bool = False,
+                 trainable: bool = True):
+        super().__init__()
+        self.signed, self.relu6, self.learn_bits = signed, relu6, learn_bits
+        if learn_bits:
+            self.bits_p = _bits_param(bits, True)
+        else:
+            self.register_buffer("bits_p", _bits_param(bits, False))
+        self.log_hi = nn.Parameter(torch.zeros(()), requires_grad=trainable)
+        self.log_neg_lo = nn.Parameter(torch.zeros(()), requires_grad=trainable and signed)
+        self.register_buffer("ready", torch.tensor(False))
+        self.observing = False
+        self.numel = 0  # values per clip (set when placed), for the average bits per activation
+        self._seen: list[torch.Tensor] = []
+        self._min, self._max = math.inf, -math.inf
+
+    @property
+    def bits(self) -> torch.Tensor:
+        return _bits(self.bits_p, self.learn_bits)
+
+    def bits_float(self) -> torch.Tensor:
+        return self.bits_p * _BITS_GAIN if self.learn_bits else self.bits_p
+
+    def range(self) -> tuple[torch.Tensor, torch.Tensor]:
+        hi = torch.exp(_GAIN * self.log_hi)
+        lo = -torch.exp(_GAIN * self.log_neg_lo) if self.signed else torch.zeros_like(hi)
+        return lo, hi
+
+    def grid(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(step d, zero point z on the unsigned grid, top level n = 2^b - 1)."""
+        lo, hi = self.range()
+        n = 2 ** self.bits - 1
+        d = (hi - lo) / n
+        z = round_ste(-lo / d)
+        return d, z, n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.relu6:
+            x = x.clamp(max=6.0)
+        if self.observing:
+            self._observe(x)
+            return x
+        if not bool(self.ready):
+            return x
+        d, z, n = self.grid()
+        k = torch.clamp(round_ste(x / d) + z, 0, n.detach())
+        return (k - z) * d
+
+    # ------------------------------------------------------------------ hooks (placed by quantize_)
+    def input_hook(self, module, args):
+        return (self(args[0]),) + tuple(args[1:])
+
+    def output_hook(self, module, args, out):
+        return self(out)
+
+    def requant_hook(self, module, args, out):
+        """Average pooling keeps its input's grid: round the mean back onto it (never observe)."""
+        if self.observing:
+            return out
+        return self(out)
+
+    # ------------------------------------------------------------------ calibration
+    @torch.no_grad()
+    def _observe(self, x: torch.Tensor) -> None:
+        v = x.detach().flatten().float()
+        if not self.signed:
+            v = v.clamp(min=0)
+        self._min, self._max = min(self._min, v.min().item()), max(self._max, v.max().item())
+        if v.numel() > 20000:
+            v = v[torch.randint(0, v.numel(), (20000,), generator=torch.Generator().manual_seed(len(self._seen)))]
+        self._seen.append(v)
+
+    @torch.no_grad()
+    def calibrate(self, mse: bool) -> None:
+        """Set the range from what was observed: min/max, or (mse) the clipping of min/max with the
+        smallest squared error at the current bit-width."""
+        if not self._seen:
+            raise RuntimeError("calibrate() before any observation")
+        lo, hi = min(self._min, 0.0), max(self._max, 1e-6)
+        if not self.signed:
+            lo = 0.0
+        self._set_range(lo, hi)
+        self.ready.fill_(True)
+        if mse:
+            v = torch.cat(self._seen)
+            best, best_a = None, 1.0
+            for a in torch.linspace(1.0, 0.1, 46).tolist():
+                self._set_range(lo * a, hi * a)
+                err = (self(v) - v).square().mean().item()
+                if best is None or err < best - 1e-12:
+                    best, best_a = err, a
+            self._set_range(lo * best_a, hi * best_a)
+        self._seen, self._min, self._max = [], math.inf, -math.inf
+
+    def _set_range(self, lo: float, hi: float) -> None:
+        self.log_hi.fill_(math.log(max(hi, 1e-6)) / _GAIN)
+        if self.signed:
+            self.log_neg_lo.fill_(math.log(max(-lo, 1e-6)) / _GAIN)
+
+    # ------------------------------------------------------------------ integer form
+    @torch.no_grad()
+    def qparams(self) -> dict:
+        """The int8 form: scale, zero point and the clamp [qmin, qmax] (see module doc)."""
+        d, z, n = self.grid()
+        n, z = int(n), int(z)
+        offset = 127 - n if not self.signed else -128
+        qmin, qmax = offset, offset + n
+        if self.relu6:  # values were clipped to 6 first: the top level is round(6 / d) at most
+            qmax = min(qmax, offset + z + int(torch.round(6.0 / d)))
+        return {"scale": float(d), "zero_point": z + offset, "qmin": qmin, "qmax": qmax, "bits": int(self.bits)}
+
+    def extra_repr(self) -> str:
+        return f"bits={float(self.bits_float()):.2f}, signed={self.signed}, relu6={self.relu6}, learn_bits={self.learn_bits}"
+
+
+class _QMixin:
+    """Conv/linear whose weight goes through `wq` and whose output goes through `aq`."""
+
+    def qweight(self) -> torch.Tensor:
+        return self.wq(self.weight)
+
+    def _out(self, y):
+        return self.aq(y) if getattr(self, "aq", None) is not None else y
+
+
+class QConv1d(_QMixin, nn.Conv1d):
+    def forward(self, x):
+        return self._out(self._conv_forward(x, self.qweight(), self.bias))
+
+
+class QConv2d(_QMixin, nn.Conv2d):
+    def forward(self, x):
+        return self._out(self._conv_forward(x, self.qweight(), self.bias))
+
+
+class QLinear(_QMixin, nn.Linear):
+    def forward(self, x):
+        return self._out(F.linear(x, self.qweight(), self.bias))
+
+
+_QCLASS = {nn.Conv1d: QConv1d, nn.Conv2d: QConv2d, nn.Linear: QLinear}
+
+
+def to_qmodule(m: nn.Module, wq: WeightQuant, aq: ActQuant | None) -> nn.Module:
+    """A quantized copy of a float conv/linear that shares its parameters."""
+    cls = _QCLASS[type(m)] if type(m) in _QCLASS else next(c for t, c in _QCLASS.items() if isinstance(m, t))
+    q = cls.__new__(cls)
+    nn.Module.__init__(q)
+    q.__dict__.update({k: v for k, v in m.__dict__.items() if k not in ("_parameters", "_buffers", "_modules")})
+    q._parameters = dict(m._parameters)
+    q._buffers = dict(m._buffers)
+    q._modules = dict(m._modules)
+    q.wq, q.aq = wq, aq
+    return q
