@@ -108,3 +108,12 @@ def test_without_wave_augmentation_training_features_come_from_cache(tiny_datase
     train(cfg, progress=False, log=lambda *_: None, data=data)
     cached = {p.name.split("-")[0] for p in (Path(os.environ["TINYKWS_CACHE"]) / "features").iterdir()}
     assert data.train.key in cached and data.val.key in cached
+
+
+def test_raw_waveform_model_trains_and_mismatch_is_named(tiny_dataset, tmp_path):
+    b = train(_cfg(tiny_dataset, tmp_path / "raw", epochs=1, model="rawcnn", frontend="raw"),
+              progress=False, log=lambda *_: None)
+    assert b.frontend.kind == "raw" and b.build()(torch.zeros(2, 16000)).shape == (2, 12)
+    with pytest.raises(ValueError, match="takes raw input but front end 'mlperf' gives mfcc"):
+        train(_cfg(tiny_dataset, tmp_path / "bad", model="rawcnn"), progress=False)
+    assert not (tmp_path / "bad").exists(), "a wrong setting leaves no half-made run folder"

@@ -11,7 +11,7 @@ from .models import count_cost
 from .train import TrainConfig, evaluate_dir, format_result, plot_confusion, save_bundle, train
 
 
-def run_demo(data: str | Path | None = None, out: str | Path = "tinykws-demo", epochs: int = 20,
+def run_demo(data: str | Path | None = None, out: str | Path = "tinykws-demo", epochs: int = 60,
              model: str = "dscnn_mlperf", overwrite: bool = False, progress: bool = True, log=print,
              synth: SynthConfig | None = None) -> dict:
     """Train and evaluate a DS-CNN; without `data`, on freshly generated synthetic speech.
@@ -29,7 +29,7 @@ def run_demo(data: str | Path | None = None, out: str | Path = "tinykws-demo", e
     synthetic = data is None
     if synthetic:
         log("generating synthetic speech (espeak-ng) ...")
-        data = generate_synthetic(out / "data", synth or SynthConfig(), progress=progress)
+        data = generate_synthetic(out / "data", synth or SynthConfig(clips_per_word=100), progress=progress)
     cfg = TrainConfig(data=str(data), out=str(out / "run"), model=model, epochs=epochs)
     bundle = train(cfg, progress=progress, log=log)
     save_bundle(bundle, out / "model.pt")

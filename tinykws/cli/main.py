@@ -178,7 +178,7 @@ def models_cmd():
 def demo_cmd(
     data: Optional[Path] = typer.Option(None, help="a Speech Commands folder; default: generate synthetic speech"),
     out: Path = typer.Option(Path("tinykws-demo"), help="report folder"),
-    epochs: int = typer.Option(20),
+    epochs: int = typer.Option(60),
     overwrite: bool = typer.Option(False, help="replace an existing report folder"),
 ):
     """The main job: data -> train -> evaluate, with a report folder."""

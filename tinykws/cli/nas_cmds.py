@@ -1,6 +1,224 @@
-"""CLI commands of the nas stage."""
+"""CLI commands of the nas stage: search, sweep, pareto, arch-info, lut-template."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
 import typer
+from rich.console import Console
+
+err = Console(stderr=True)
+
+
+def _emit_json(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--{what}: expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--{what}: expected comma-separated integers, got {text!r}") from None
+
+
+def _log(quiet: bool):
+    return (lambda s: None) if quiet else (lambda s: err.print(s, highlight=False))
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the `tinykws` app."""
+
+    @app.command("search")
+    def search_cmd(
+        data: Path = typer.Option(..., help="Speech Commands folder (word folders, lists)"),
+        out: Path = typer.Option(Path("runs/search"), help="run folder: checkpoints, metrics, search.json"),
+        space: str = typer.Option("mfcc", help="search space: mfcc (MFCC features) or raw (16 kHz waveform)"),
+        frontend: Optional[str] = typer.Option(None, help="front-end preset (MFCC count): paper10..paper40, mlperf; raw "
+                                                          "for --space raw (default: paper10 / raw)"),
+        target: float = typer.Option(2.5e6, help="cost target in the cost's unit (e.g. 2.5e6 MACs)"),
+        cost: str = typer.Option("macs", help="macs, ops (2 x MACs), weight_bytes, peak_act_bytes, or lut:PATH"),
+        beta: float = typer.Option(1.0, help="weight of the cost term: CE * (log E[cost] / log target) ** beta"),
+        width: float = typer.Option(1.0, help="width multiplier omega"),
+        layers: int = typer.Option(12, help="searchable layers"),
+        kernels: str = typer.Option("3,5,7", help="depthwise kernels of the candidate blocks"),
+        expansions: str = typer.Option("1,2,3,4,5,6", help="expansion ratios of the candidate blocks"),
+        raw_frontend: str = typer.Option("conv_c16_k64_s32_p4", help="front end of the raw space (conv_... or sinc_...)"),
+        epochs: int = typer.Option(40),
+        warmup_epochs: int = typer.Option(10, help="epochs of weight training only, before architecture steps"),
+        batch_size: int = typer.Option(100),
+        lr: float = typer.Option(3e-3, help="weight learning rate"),
+        optimizer: str = typer.Option("adam", help="weight optimizer: adam or sgd"),
+        arch_lr: float = typer.Option(0.02, help="learning rate of the architecture parameters (Adam)"),
+        quant_bits: int = typer.Option(8, help="fake-quantized weight bits during the search (0: float)"),
+        weight_bits: int = typer.Option(8, help="bits per weight for --cost weight_bytes"),
+        act_bits: int = typer.Option(8, help="bits per activation for --cost peak_act_bytes"),
+        share_weights: bool = typer.Option(True, help="candidates of a layer share weights (--no-share-weights: "
+                                                      "separate weights, as ProxylessNAS)"),
+        train_epochs: int = typer.Option(0, help="then train the derived model from scratch for this many epochs "
+                                                 "and test it (0: search only)"),
+        seed: int = typer.Option(0),
+        threads: int = typer.Option(0, help="torch threads (0: default)"),
+        resume: bool = typer.Option(False, help="continue the search in --out"),
+        overwrite: bool = typer.Option(False, help="replace an existing run folder"),
+        as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    ):
+        """Search an architecture for a cost target (ProxylessNAS-style, cost-aware loss)."""
+        from ..nas.search import SearchConfig, run_trial, search
+
+        cfg = SearchConfig(data=str(data), out=str(out), space=space, frontend=frontend or "", width=width,
+                           layers=layers, kernels=_ints(kernels, "kernels"), expansions=_ints(expansions, "expansions"),
+                           raw_frontend=raw_frontend, cost=cost, target=target, beta=beta, weight_bits=weight_bits,
+                           act_bits=act_bits, quant_bits=quant_bits, share_weights=share_weights, epochs=epochs,
+                           warmup_epochs=warmup_epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                           arch_lr=arch_lr, seed=seed, threads=threads)
+        log = _log(as_json)
+        if train_epochs > 0:
+            if out.exists() and any(out.iterdir()) and not (resume or overwrite):
+                raise FileExistsError(f"{out}: output folder exists and is not empty; use --resume or --overwrite")
+            if overwrite and not resume and out.exists():
+                import shutil
+
+                shutil.rmtree(out)
+            row = run_trial(cfg, train_epochs, progress=not as_json, log=log, resume=resume)
+            if as_json:
+                _emit_json(row)
+            else:
+                print(f"architecture: {row['arch']}")
+                print(f"{row['macs'] / 1e6:.3f} M MACs, {row['params']:,} parameters, {row['weight_bytes'] / 1024:.1f} KiB "
+                      f"weights (int8); test accuracy {100 * row['test_acc']:.2f}% ({row['test_n']} clips); "
+                      f"model: {row['model_file']}")
+            return
+        res = search(cfg, resume=resume, overwrite=overwrite, progress=not as_json, log=log)
+        if as_json:
+            _emit_json({k: v for k, v in res.to_dict().items() if k not in ("history", "probs")})
+            return
+        c = res.cost
+        print(f"architecture: {res.arch}")
+        print(f"{c['macs'] / 1e6:.3f} M MACs, {c['params']:,} parameters, {c['weight_bytes'] / 1024:.1f} KiB weights "
+              f"(int8), {c['peak_act_bytes'] / 1024:.1f} KiB peak activations")
+        print(f"train it: tinykws train --data {data} --model {res.model} --arch '{res.arch}' --frontend {res.frontend}")
+
+    @app.command("sweep")
+    def sweep_cmd(
+        data: Path = typer.Option(..., help="Speech Commands folder"),
+        out: Path = typer.Option(Path("runs/sweep"), help="sweep folder: trials/, sweep.db, rows.json, table.md, pareto.png"),
+        frontends: str = typer.Option("paper10", help="comma-separated front-end presets; raw = the end-to-end space"),
+        betas: str = typer.Option("0,1,2,4", help="comma-separated beta values"),
+        targets: str = typer.Option("2.5e6", help="comma-separated cost targets"),
+        widths: str = typer.Option("0.75", help="comma-separated width multipliers"),
+        cost: str = typer.Option("macs", help="macs, ops, weight_bytes, peak_act_bytes or lut:PATH"),
+        epochs: int = typer.Option(40, help="search epochs per trial"),
+        warmup_epochs: int = typer.Option(10),
+        arch_lr: float = typer.Option(0.02),
+        layers: int = typer.Option(12),
+        train_epochs: int = typer.Option(40, help="epochs of training the derived model from scratch"),
+        jobs: int = typer.Option(1, help="trials in parallel (Optuna n_jobs)"),
+        storage: str = typer.Option("", help="Optuna storage URL (default: sqlite:///OUT/sweep.db)"),
+        baseline: List[str] = typer.Option(["dscnn-kws"], help="trained models to show for comparison"),
+        as_json: bool = typer.Option(False, "--json"),
+    ):
+        """Sweep beta, targets, widths and front ends; write the table and the Pareto plot."""
+        from ..nas.pareto import baseline_rows, format_table, plot_pareto
+        from ..nas.sweep import SweepConfig, run_sweep
+
+        cfg = SweepConfig(data=str(data), out=str(out), frontends=[f for f in frontends.split(",") if f],
+                          betas=_floats(betas, "betas"), targets=_floats(targets, "targets"),
+                          widths=_floats(widths, "widths"),
+                          search={"cost": cost, "epochs": epochs, "warmup_epochs": warmup_epochs, "arch_lr": arch_lr,
+                                  "layers": layers},
+                          train_epochs=train_epochs, jobs=jobs, storage=storage)
+        rows = run_sweep(cfg, log=_log(as_json))
+        allrows = rows + baseline_rows(data, baseline)
+        (out / "table.md").write_text(format_table(allrows) + "\n")
+        plot_pareto(allrows, out / "pareto.png")
+        if as_json:
+            _emit_json({"rows": allrows, "table": str(out / "table.md"), "plot": str(out / "pareto.png")})
+        else:
+            print(format_table(allrows))
+            err.print(f"table: {out / 'table.md'}, plot: {out / 'pareto.png'}")
+
+    @app.command("pareto")
+    def pareto_cmd(
+        results: List[Path] = typer.Argument(..., help="sweep folders, run_trial folders (row.json) or rows JSON files"),
+        out: Path = typer.Option(Path("pareto"), help="folder for table.md and pareto.png"),
+        data: Optional[Path] = typer.Option(None, help="data set to test the baselines on (their testing list)"),
+        baseline: List[str] = typer.Option(["dscnn-kws"], help="trained models to show for comparison"),
+        as_json: bool = typer.Option(False, "--json"),
+    ):
+        """Table and Pareto plot (accuracy vs MACs and vs weight memory) of searched models and baselines."""
+        from ..nas.pareto import baseline_rows, format_table, plot_pareto
+        from ..nas.sweep import sweep_rows
+
+        rows = []
+        for r in results:
+            if r.is_dir() and (r / "sweep.json").exists():
+                rows += sweep_rows(r)
+            elif r.is_dir() and (r / "row.json").exists():
+                rows.append(json.loads((r / "row.json").read_text()))
+            elif r.is_file():
+                d = json.loads(r.read_text())
+                rows += d if isinstance(d, list) else d.get("rows", [d])
+            else:
+                raise FileNotFoundError(f"{r}: not a sweep folder, a trial folder (row.json) or a rows JSON file")
+        allrows = [r for r in rows if not r.get("baseline")] + baseline_rows(data, baseline)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "table.md").write_text(format_table(allrows) + "\n")
+        plot_pareto(allrows, out / "pareto.png")
+        if as_json:
+            _emit_json({"rows": allrows, "table": str(out / "table.md"), "plot": str(out / "pareto.png")})
+        else:
+            print(format_table(allrows))
+
+    @app.command("arch-info")
+    def arch_info_cmd(
+        arch: str = typer.Argument(..., help="architecture string, e.g. w0.5-ir_k3_e2-ir_k5_e3-skip"),
+        frontend: Optional[str] = typer.Option(None, help="front-end preset (default: paper10, or raw)"),
+        weight_bits: int = typer.Option(8),
+        act_bits: int = typer.Option(8),
+        as_json: bool = typer.Option(False, "--json"),
+    ):
+        """Decode an architecture string: model, parameters, MACs, weight and activation memory."""
+        from ..nas.arch import parse_arch
+        from ..nas.cost import arch_cost
+
+        a = parse_arch(arch)
+        c = arch_cost(arch, frontend, weight_bits=weight_bits, act_bits=act_bits)
+        d = {"arch": str(a), "model": "mbnet_raw" if a.space == "raw" else "mbnet", "blocks": a.depth, **c}
+        if as_json:
+            _emit_json(d)
+            return
+        print(f"{d['arch']}\n  model {d['model']}, {a.depth} MBConv blocks, {c['params']:,} parameters, "
+              f"{c['macs'] / 1e6:.3f} M MACs ({c['ops'] / 1e6:.2f} M ops), weights {c['weight_bytes'] / 1024:.1f} KiB "
+              f"at {weight_bits} bit, peak activations {c['peak_act_bytes'] / 1024:.1f} KiB at {act_bits} bit")
+
+    @app.command("lut-template")
+    def lut_template_cmd(
+        out: Path = typer.Argument(..., help="JSON file to write"),
+        space: str = typer.Option("mfcc"),
+        frontend: Optional[str] = typer.Option(None),
+        width: float = typer.Option(1.0),
+        layers: int = typer.Option(12),
+        kernels: str = typer.Option("3,5,7"),
+        expansions: str = typer.Option("1,2,3,4,5,6"),
+        overwrite: bool = typer.Option(False),
+    ):
+        """Write a per-layer cost lookup table for a space (MAC-based latency estimates to replace by
+        measurements), for `tinykws search --cost lut:FILE`."""
+        from ..nas.cost import write_lut_template
+        from ..nas.spaces import make_space
+
+        if out.exists() and not overwrite:
+            raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
+        sp = make_space(space, frontend, width, layers, _ints(kernels, "kernels"), _ints(expansions, "expansions"))
+        t = write_lut_template(sp, out)
+        err.print(f"{len(t['blocks'])} entries written to {out}")

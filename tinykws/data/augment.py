@@ -84,7 +84,9 @@ def _resample_rate(x: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
 
 
 def spec_augment(f: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
-    """Zero random bands of frames and coefficients in features (B, T, F)."""
+    """Zero random bands of frames and coefficients in features (B, T, F); waveforms pass unchanged."""
+    if f.ndim != 3:
+        return f
     B, T, F = f.shape
     keep = torch.ones_like(f, dtype=torch.bool)
     for n, width, size, dim in ((cfg.time_masks, cfg.time_mask_width, T, 1), (cfg.freq_masks, cfg.freq_mask_width, F, 2)):

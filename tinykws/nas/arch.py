@@ -148,7 +148,7 @@ def parse_arch(text: str | Arch) -> Arch:
             width = float(low[1:])
             if not 0 < width <= 8:
                 raise ArchError(f"{text!r}: width multiplier {width} out of range (0, 8]")
-        elif _FRONT.match(low) or low.startswith(("conv", "sinc")):
+        elif _FRONT.match(low) or low.startswith(("conv_", "sinc_")):
             if blocks or frontend is not None:
                 raise ArchError(f"{text!r}: the front-end token {tok!r} must come before the blocks, once")
             frontend = parse_frontend(low)

@@ -9,8 +9,10 @@ beta = 0 searches for accuracy alone; a larger beta pulls the cost down harder.
 
 Schedule: ``warmup_epochs`` epochs of weight steps only (paths drawn from the initial, uniform
 distribution), then every ``arch_every`` weight steps one architecture step on a fresh batch
-of training clips. Weights: SGD with Nesterov momentum (or Adam), linear warm-up then cosine
+of training clips. Weights: Adam (or SGD with Nesterov momentum), linear warm-up then cosine
 (the training schedule of ``tinykws train``); architecture parameters: Adam (betas 0, 0.999).
+The papers' full searches use SGD, arch lr 1e-3..4e-3 and ~850 steps per epoch on the full data
+set; on the mini set (26 steps per epoch) the defaults are Adam and a larger arch lr (0.02).
 
 Run folder ``out``: ``config.json``, ``last.pt`` (full state every epoch; ``resume=True``
 continues from it), ``metrics.jsonl``, and ``search.json`` (the derived architecture string,
@@ -58,15 +60,16 @@ class SearchConfig:
     weight_bits: int = 8  # for the weight-memory cost
     act_bits: int = 8  # for the activation-memory cost
     quant_bits: int = 8  # fake-quantized weights during the search (0: float)
+    share_weights: bool = True  # candidates of a layer share weights (False: separate, as ProxylessNAS)
     epochs: int = 40
     warmup_epochs: int = 10
     batch_size: int = 100
-    optimizer: str = "sgd"  # sgd (Nesterov) | adam, for the weights
-    lr: float = 0.05
+    optimizer: str = "adam"  # adam | sgd (Nesterov), for the weights
+    lr: float = 3e-3
     momentum: float = 0.9
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
-    arch_lr: float = 4e-3
+    arch_lr: float = 0.02
     arch_every: int = 1  # one architecture step per this many weight steps
     task: str = "12"
     silence_frac: float = 0.1
@@ -171,7 +174,7 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
     fe_cfg = get_preset(cfg.frontend_preset)
     frontend = build_frontend(fe_cfg)
     torch.manual_seed(cfg.seed)
-    net = SuperNet(space, cfg.quant_bits)
+    net = SuperNet(space, cfg.quant_bits, share_weights=cfg.share_weights)
     wparams = net.weight_parameters()
     decay = [p for p in wparams if p.ndim > 1]
     no_decay = [p for p in wparams if p.ndim <= 1]

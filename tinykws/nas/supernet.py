@@ -13,6 +13,13 @@ run (Cai et al., ProxylessNAS, ICLR 2019):
   ProxylessNAS; ``rescale_pair`` then shifts the pair's alphas so that the probabilities of
   the ops not sampled stay unchanged.
 
+Candidate weights are either separate per candidate (``share_weights=False``, ProxylessNAS)
+or shared within a layer (``share_weights=True``, as in Single-Path NAS / once-for-all): one
+superblock per layer holds the largest expansion and kernel; candidate (k, e) uses the first
+``e x C`` hidden channels and the centre k x k of the depthwise kernel, with its own BatchNorms.
+Sharing lets every weight step train all candidates of a layer, which makes short searches on
+small data converge far faster; path sampling and the architecture gradient are unchanged.
+
 ``quant_bits`` > 0 fake-quantizes every conv / linear weight (symmetric, per output channel)
 in the forward pass, with the straight-through estimator for the gradient (8-bit weights
 during search, as in Peter et al.).
@@ -52,12 +59,69 @@ def add_weight_fake_quant(model: nn.Module, bits: int) -> int:
     return n
 
 
+def fake_quant(w: torch.Tensor, bits: int) -> torch.Tensor:
+    return FakeQuant(bits)(w) if bits else w
+
+
+class SharedMBConv(nn.Module):
+    """All MBConv candidates (kernels x expansions) of one layer with shared weights (see module doc)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, in_size, dims: int, kernels, expansions,
+                 quant_bits: int = 0):
+        super().__init__()
+        from ..models.blocks import _tup, same_padding
+
+        self.in_ch, self.out_ch, self.dims, self.quant_bits = in_ch, out_ch, dims, quant_bits
+        self.stride = _tup(stride, dims)
+        self.kmax = max(kernels)
+        self.hidden = {e: int(round(in_ch * e)) for e in expansions}
+        hmax = max(self.hidden.values())
+        kshape = (self.kmax,) * dims
+        one = (1,) * dims
+        self.w_expand = nn.Parameter(torch.empty(hmax, in_ch, *one))
+        self.w_dw = nn.Parameter(torch.empty(hmax, 1, *kshape))
+        self.w_project = nn.Parameter(torch.empty(out_ch, hmax, *one))
+        for w in (self.w_expand, self.w_dw, self.w_project):
+            nn.init.kaiming_uniform_(w, a=5 ** 0.5)
+        bn = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
+        self.bn_expand = nn.ModuleDict({f"e{e}": bn(h) for e, h in self.hidden.items() if h != in_ch})
+        self.bn_dw = nn.ModuleDict({f"k{k}_e{e}": bn(self.hidden[e]) for k in kernels for e in expansions})
+        self.bn_project = nn.ModuleDict({f"k{k}_e{e}": bn(out_ch) for k in kernels for e in expansions})
+        self.pads = {k: [p for ba in reversed(same_padding((k,) * dims, self.stride, _tup(in_size, dims))) for p in ba]
+                     for k in kernels}
+        self.has_skip = all(s == 1 for s in self.stride) and in_ch == out_ch
+        self.conv = F.conv1d if dims == 1 else F.conv2d
+
+    def run(self, x: torch.Tensor, k: int, e: int) -> torch.Tensor:
+        h, q = self.hidden[e], self.quant_bits
+        y = x
+        if h != self.in_ch:
+            y = F.relu6(self.bn_expand[f"e{e}"](self.conv(y, fake_quant(self.w_expand[:h], q))))
+        c = (self.kmax - k) // 2
+        w = self.w_dw[:h, :, c : c + k] if self.dims == 1 else self.w_dw[:h, :, c : c + k, c : c + k]
+        y = self.conv(F.pad(y, self.pads[k]), fake_quant(w, q), None, self.stride, 0, 1, h)
+        y = F.relu6(self.bn_dw[f"k{k}_e{e}"](y))
+        y = self.bn_project[f"k{k}_e{e}"](self.conv(y, fake_quant(self.w_project[:, :h], q)))
+        return x + y if self.has_skip else y
+
+
+class _Candidate:
+    """One (kernel, expansion) view of a SharedMBConv (not a registered module: no duplicate weights)."""
+
+    def __init__(self, shared: SharedMBConv, k: int, e: int):
+        self.shared, self.k, self.e = shared, k, e
+
+    def __call__(self, x):
+        return self.shared.run(x, self.k, self.e)
+
+
 class MixedOp(nn.Module):
     """All candidates of one layer; runs the active ones (one, or two behind binary gates)."""
 
-    def __init__(self, ops: list[nn.Module]):
+    def __init__(self, ops: list, shared: nn.Module | None = None):
         super().__init__()
-        self.ops = nn.ModuleList(ops)
+        self.shared = shared
+        self.ops = ops if shared is not None else nn.ModuleList(ops)
         self.active: list[int] = [0]
         self.gates: torch.Tensor | None = None
 
@@ -73,7 +137,7 @@ class MixedOp(nn.Module):
 class SuperNet(nn.Module):
     """Stem, one MixedOp per searchable layer, head; module names as in ``MBNet``."""
 
-    def __init__(self, space: SearchSpace, quant_bits: int = 0, dropout: float = 0.1):
+    def __init__(self, space: SearchSpace, quant_bits: int = 0, dropout: float = 0.1, share_weights: bool = False):
         super().__init__()
         from ..models.mbnet import make_block
 
@@ -84,10 +148,17 @@ class SuperNet(nn.Module):
         self.drop = nn.Dropout(dropout)
         layers = []
         for s in space.layer_shapes():
-            ops = [make_block(b, s.in_ch, s.out_ch, s.stride, s.in_size, s.dims) if ok else nn.Identity()
-                   for b, ok in zip(space.ops, space.allowed(s.index))]
-            layers.append(MixedOp(ops))
+            if share_weights:
+                sh = SharedMBConv(s.in_ch, s.out_ch, s.stride, s.in_size, s.dims, space.kernels, space.expansions,
+                                  quant_bits)
+                ops = [nn.Identity() if b.is_skip else _Candidate(sh, b.kernel, b.expand) for b in space.ops]
+                layers.append(MixedOp(ops, sh))
+            else:
+                ops = [make_block(b, s.in_ch, s.out_ch, s.stride, s.in_size, s.dims) if ok else nn.Identity()
+                       for b, ok in zip(space.ops, space.allowed(s.index))]
+                layers.append(MixedOp(ops))
         self.blocks = nn.ModuleList(layers)
+        self.share_weights = share_weights
         self.register_buffer("allowed", torch.tensor([space.allowed(i) for i in range(space.layers)]))
         self.alpha = nn.Parameter(torch.zeros(space.layers, len(space.ops)))
         self.quant_bits = quant_bits

@@ -3,3 +3,4 @@ from .config import LearnedBitsConfig, PTQConfig, QATConfig, config_from_dict, c
 from .graph import QuantizationError, trace
 from .quantize import apply_quant_dict, bit_penalty, bit_stats, calibrate, fold_batchnorm, freeze_bits, quantize_
 from .integer import IntModel, IntOp, QTensor, to_integer
+from .tflite import evaluate_tflite, export_tflite, read_tflite, tflm_run, to_tflite_bytes

@@ -225,10 +225,21 @@ class ActQuant(nn.Module):
 
 
 class _QMixin:
-    """Conv/linear whose weight goes through `wq` and whose output goes through `aq`."""
+    """Conv/linear whose weight goes through `wq` and whose output goes through `aq`. The bias is
+    rounded onto the int32 grid of step s_in * s_w[c] (as the integer kernels store it) once the
+    input's quantizer (`in_quant`, set by quantize_, not a submodule) is calibrated."""
+
+    in_quant = None
 
     def qweight(self) -> torch.Tensor:
         return self.wq(self.weight)
+
+    def qbias(self) -> torch.Tensor | None:
+        q = self.in_quant
+        if self.bias is None or q is None or not bool(q.ready) or q.observing:
+            return self.bias
+        step = q.grid()[0] * self.wq.scale(self.weight).flatten()
+        return round_ste(self.bias / step) * step
 
     def _out(self, y):
         return self.aq(y) if getattr(self, "aq", None) is not None else y
@@ -236,17 +247,17 @@ class _QMixin:
 
 class QConv1d(_QMixin, nn.Conv1d):
     def forward(self, x):
-        return self._out(self._conv_forward(x, self.qweight(), self.bias))
+        return self._out(self._conv_forward(x, self.qweight(), self.qbias()))
 
 
 class QConv2d(_QMixin, nn.Conv2d):
     def forward(self, x):
-        return self._out(self._conv_forward(x, self.qweight(), self.bias))
+        return self._out(self._conv_forward(x, self.qweight(), self.qbias()))
 
 
 class QLinear(_QMixin, nn.Linear):
     def forward(self, x):
-        return self._out(F.linear(x, self.qweight(), self.bias))
+        return self._out(F.linear(x, self.qweight(), self.qbias()))
 
 
 _QCLASS = {nn.Conv1d: QConv1d, nn.Conv2d: QConv2d, nn.Linear: QLinear}

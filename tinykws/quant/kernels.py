@@ -43,13 +43,20 @@ def _c_div(a: np.ndarray, b: int) -> np.ndarray:
     return np.where(a < 0, -q, q)
 
 
+def _c_div_pot(v: np.ndarray, e: int) -> np.ndarray:
+    """C integer division by 2^e (truncates toward zero): add 2^e - 1 to negatives, shift."""
+    return (v + ((v >> 63) & ((1 << e) - 1))) >> e
+
+
 def srdhm(a, b) -> np.ndarray:
     """gemmlowp SaturatingRoundingDoublingHighMul for int32 values: round(a * b / 2^31)."""
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     ab = a * b
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    out = _c_div(ab + nudge, 1 << 31)
-    return np.where((a == b) & (a == INT32_MIN), INT32_MAX, out)
+    ab += np.where(ab >= 0, 1 << 30, 1 - (1 << 30))  # nudge
+    out = _c_div_pot(ab, 31)
+    if np.any(b == INT32_MIN):  # only INT32_MIN * INT32_MIN overflows
+        out = np.where((a == b) & (a == INT32_MIN), INT32_MAX, out)
+    return out
 
 
 def rounding_divide_by_pot(x, exponent) -> np.ndarray:
@@ -92,9 +99,14 @@ def conv2d(x, in_zp, w, bias, stride, pad, multiplier, shift, out_zp, qmin, qmax
     x (B, H, W, C) int8, w (O, KH, KW, C) int8, bias (O,) int32. Padding reads the input zero point."""
     o, kh, kw, c = w.shape
     xs = _pad(x.astype(np.int32) - in_zp, pad)
-    win = sliding_window_view(xs, (kh, kw), axis=(1, 2))[:, :: stride[0], :: stride[1]]  # B, OH, OW, C, KH, KW
-    b, oh, ow = win.shape[:3]
-    cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(b * oh * ow, kh * kw * c)
+    if (kh, kw) == (1, 1):  # pointwise: no patches to gather
+        xs = xs[:, :: stride[0], :: stride[1]]
+        b, oh, ow = xs.shape[:3]
+        cols = xs.reshape(b * oh * ow, c)
+    else:
+        win = sliding_window_view(xs, (kh, kw), axis=(1, 2))[:, :: stride[0], :: stride[1]]  # B, OH, OW, C, KH, KW
+        b, oh, ow = win.shape[:3]
+        cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(b * oh * ow, kh * kw * c)
     acc = cols @ w.reshape(o, -1).T.astype(np.int32) + bias.astype(np.int32)
     return requantize(acc, multiplier, shift, out_zp, qmin, qmax).reshape(b, oh, ow, o)
 

@@ -119,6 +119,9 @@ def quantize_(model: nn.Module, config: QuantConfig, calib: torch.Tensor | None 
             quants[node.id] = aq
     graph = trace(model)  # now with the quantizers in place: check that each addition got its own
     for node in graph:
+        if node.op in ("conv", "linear"):
+            owner = graph.grid_node(node.inputs[0])
+            object.__setattr__(node.module, "in_quant", owner.quant)  # a reference, not a submodule
         if node.op == "add" and node.quant is None:
             raise QuantizationError(f"the addition in {node.name!r} must be the last operation of its module's "
                                     f"forward to be quantized")

@@ -121,16 +121,16 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     if resume:
         state = torch.load(last, map_location="cpu", weights_only=True)
         cfg = TrainConfig.from_dict(state["config"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-
-    data = data or load_train_data(cfg, progress)
+    # everything that can be wrong with the settings fails here, before any file is written
+    labels = make_task(cfg.task).labels
     fe_cfg = get_preset(cfg.frontend)
-    frontend = build_frontend(fe_cfg)
+    kind = getattr(model or create_model(cfg.model, num_classes=len(labels), **cfg.model_kwargs), "input_kind", fe_cfg.kind)
+    if kind != fe_cfg.kind:
+        raise ValueError(f"model {cfg.model!r} takes {kind} input but front end {cfg.frontend!r} "
+                         f"gives {fe_cfg.kind}; use --frontend {'raw' if kind == 'raw' else 'mlperf'}")
     torch.manual_seed(cfg.seed)
     if model is None:
-        model = create_model(cfg.model, num_classes=len(data.labels), input_shape=fe_cfg.feature_shape,
-                             **cfg.model_kwargs)
+        model = create_model(cfg.model, num_classes=len(labels), input_shape=fe_cfg.feature_shape, **cfg.model_kwargs)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -140,6 +140,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
         opt = torch.optim.AdamW(groups, lr=cfg.lr)
     else:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use adam or sgd")
+    data = data or load_train_data(cfg, progress)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    frontend = build_frontend(fe_cfg)
     augment = WaveAugment(cfg.augment, data.background)
     val_feats = cached_features(data.val, frontend, fe_cfg.key())
     # with no waveform augmentation the training features never change: take them from the cache

@@ -1,0 +1,372 @@
+"""TFLite interop: write an IntModel as a .tflite flatbuffer, read an int8 .tflite into an IntModel,
+and run .tflite files with the TensorFlow Lite Micro interpreter (the `tflite-micro` package).
+
+The flatbuffer schema classes come with tflite-micro (flatc-generated, object API); the model is
+written with `flatbuffers`. tinykws stores its labels and front-end settings as JSON in the
+model's metadata ("tinykws"), so `evaluate_tflite` can make the features a model expects.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from . import kernels as K
+from .graph import QuantizationError
+from .integer import IntModel, IntOp, QTensor
+
+META_KEY = "tinykws"
+_OPS = {"conv": "CONV_2D", "depthwise": "DEPTHWISE_CONV_2D", "fc": "FULLY_CONNECTED", "avgpool": "AVERAGE_POOL_2D",
+        "maxpool": "MAX_POOL_2D", "add": "ADD", "softmax": "SOFTMAX", "reshape": "RESHAPE", "pad": "PAD"}
+_KINDS = {v: k for k, v in _OPS.items()}
+_ACTS = {"none": 0, "relu": 1, "relu_n1_to_1": 2, "relu6": 3}
+
+
+def _schema():
+    try:
+        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
+    except ImportError as exc:  # pragma: no cover - a dependency
+        raise QuantizationError("reading and writing .tflite files needs the tflite-micro package "
+                                "(pip install --pre tflite-micro)") from exc
+    return fb
+
+
+def _builtin_names(fb) -> dict:
+    return {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def activation_range(act: str, scale: float, zero_point: int) -> tuple[int, int]:
+    """TFLite CalculateActivationRangeQuantized for int8 (f / scale in float32, rounded half away)."""
+    def q(f):
+        return zero_point + int(K._round_half_away(np.float32(f) / np.float32(scale)))
+    if act == "relu":
+        return max(-128, q(0.0)), 127
+    if act == "relu6":
+        return max(-128, q(0.0)), min(127, q(6.0))
+    if act == "relu_n1_to_1":
+        return max(-128, q(-1.0)), min(127, q(1.0))
+    return -128, 127
+
+
+def same_padding(in_size: int, filt: int, stride: int) -> tuple[int, int]:
+    """TF SAME padding (before, after) for one dimension."""
+    out = math.ceil(in_size / stride)
+    total = max((out - 1) * stride + filt - in_size, 0)
+    return total // 2, total - total // 2
+
+
+# ---------------------------------------------------------------------------- export
+
+def to_tflite_bytes(im: IntModel, description: str = "tinykws") -> bytes:
+    """Serialize an IntModel as a .tflite flatbuffer (int8, per-channel weights, int32 biases)."""
+    import flatbuffers
+
+    fb = _schema()
+    T = im.tensors
+    tensors, buffers, ops, codes = [], [fb.BufferT()], [], []
+    code_index: dict[int, int] = {}
+    index: dict[int, int] = {}
+
+    def add_tensor(name, shape, ttype, scale=None, zp=None, qdim=0, data=None) -> int:
+        t = fb.TensorT()
+        t.name, t.shape, t.type = name.encode(), np.asarray(shape, np.int32), ttype
+        t.buffer = 0
+        if data is not None:
+            buf = _AlignedBuffer()
+            buf.data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+            buffers.append(buf)
+            t.buffer = len(buffers) - 1
+        if scale is not None:
+            q = fb.QuantizationParametersT()
+            q.scale = [float(s) for s in np.atleast_1d(scale)]
+            q.zeroPoint = [int(z) for z in np.atleast_1d(zp)]
+            q.quantizedDimension = qdim
+            t.quantization = q
+        tensors.append(t)
+        return len(tensors) - 1
+
+    def tensor_of(i: int, qdim: int = 0) -> int:
+        if i not in index:
+            t = T[i]
+            ttype = fb.TensorType.INT32 if t.data is not None and t.data.dtype == np.int32 else fb.TensorType.INT8
+            index[i] = add_tensor(t.name, t.shape, ttype, t.scale, t.zero_point, qdim, t.data)
+        return index[i]
+
+    def add_op(code_name: str, inputs, outputs, opt_type=0, opts=None):
+        code = getattr(fb.BuiltinOperator, code_name)
+        if code not in code_index:
+            oc = fb.OperatorCodeT()
+            oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, min(code, 127), 1
+            codes.append(oc)
+            code_index[code] = len(codes) - 1
+        op = fb.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = code_index[code], np.asarray(inputs, np.int32), np.asarray(outputs, np.int32)
+        op.builtinOptionsType, op.builtinOptions = opt_type, opts
+        ops.append(op)
+
+    for op in im.ops:
+        o = op.opts
+        name = T[op.output].name
+        fused = _fused(op, T)
+        if op.kind in ("conv", "depthwise"):
+            x = T[op.inputs[0]]
+            kh, kw = T[op.inputs[1]].shape[1:3]
+            pad = o["pad"]
+            same = same_padding(x.shape[1], kh, o["stride"][0]) + same_padding(x.shape[2], kw, o["stride"][1])
+            src = tensor_of(op.inputs[0])
+            if tuple(pad) == same and any(pad):
+                padding = fb.Padding.SAME
+            elif not any(pad):
+                padding = fb.Padding.VALID
+            else:  # explicit zero padding: a PAD op (pads with the zero point) in front of a VALID conv
+                padded = add_tensor(name + "/pad", (1, x.shape[1] + pad[0] + pad[1], x.shape[2] + pad[2] + pad[3], x.shape[3]),
+                                    fb.TensorType.INT8, x.scale, x.zero_point)
+                pads = add_tensor(name + "/paddings", (4, 2), fb.TensorType.INT32,
+                                  data=np.array([[0, 0], [pad[0], pad[1]], [pad[2], pad[3]], [0, 0]], np.int32))
+                add_op("PAD", [src, pads], [padded])
+                src, padding = padded, fb.Padding.VALID
+            if op.kind == "conv":
+                opts = fb.Conv2DOptionsT()
+                opt_type = fb.BuiltinOptions.Conv2DOptions
+                qdim = 0
+            else:
+                opts = fb.DepthwiseConv2DOptionsT()
+                opts.depthMultiplier = o.get("depth_multiplier", 1)
+                opt_type = fb.BuiltinOptions.DepthwiseConv2DOptions
+                qdim = 3
+            opts.padding, opts.strideH, opts.strideW = padding, o["stride"][0], o["stride"][1]
+            opts.dilationHFactor = opts.dilationWFactor = 1
+            opts.fusedActivationFunction = fused
+            add_op(_OPS[op.kind], [src, tensor_of(op.inputs[1], qdim), tensor_of(op.inputs[2])], [tensor_of(op.output)],
+                   opt_type, opts)
+        elif op.kind == "fc":
+            opts = fb.FullyConnectedOptionsT()
+            opts.fusedActivationFunction = fused
+            ins = [tensor_of(op.inputs[0]), tensor_of(op.inputs[1])]
+            ins.append(tensor_of(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else -1)
+            add_op("FULLY_CONNECTED", ins, [tensor_of(op.output)], fb.BuiltinOptions.FullyConnectedOptions, opts)
+        elif op.kind in ("avgpool", "maxpool"):
+            if any(o["pad"]):
+                raise QuantizationError(f"pool {name!r}: padded pooling cannot be exported")
+            opts = fb.Pool2DOptionsT()
+            opts.padding, opts.strideH, opts.strideW = fb.Padding.VALID, o["stride"][0], o["stride"][1]
+            opts.filterHeight, opts.filterWidth = o["filter"]
+            opts.fusedActivationFunction = 0
+            add_op(_OPS[op.kind], [tensor_of(op.inputs[0])], [tensor_of(op.output)], fb.BuiltinOptions.Pool2DOptions, opts)
+        elif op.kind == "add":
+            opts = fb.AddOptionsT()
+            opts.fusedActivationFunction = fused
+            add_op("ADD", [tensor_of(i) for i in op.inputs], [tensor_of(op.output)], fb.BuiltinOptions.AddOptions, opts)
+        elif op.kind == "softmax":
+            opts = fb.SoftmaxOptionsT()
+            opts.beta = o.get("beta", 1.0)
+            add_op("SOFTMAX", [tensor_of(op.inputs[0])], [tensor_of(op.output)], fb.BuiltinOptions.SoftmaxOptions, opts)
+        elif op.kind == "reshape":
+            out = T[op.output]
+            shape = add_tensor(name + "/shape", (len(out.shape),), fb.TensorType.INT32, data=np.asarray(out.shape, np.int32))
+            opts = fb.ReshapeOptionsT()
+            opts.newShape = np.asarray(out.shape, np.int32)
+            add_op("RESHAPE", [tensor_of(op.inputs[0]), shape], [tensor_of(op.output)], fb.BuiltinOptions.ReshapeOptions, opts)
+        elif op.kind == "pad":
+            p = o["pad"]
+            pads = add_tensor(name + "/paddings", (4, 2), fb.TensorType.INT32,
+                              data=np.array([[0, 0], [p[0], p[1]], [p[2], p[3]], [0, 0]], np.int32))
+            add_op("PAD", [tensor_of(op.inputs[0]), pads], [tensor_of(op.output)])
+        else:
+            raise QuantizationError(f"op {op.kind!r} ({name}) cannot be exported to TFLite")
+
+    sg = fb.SubGraphT()
+    sg.tensors, sg.operators = tensors, ops
+    sg.inputs, sg.outputs = np.asarray([tensor_of(im.input)], np.int32), np.asarray([tensor_of(im.output)], np.int32)
+    sg.name = b"main"
+    model = fb.ModelT()
+    model.version, model.operatorCodes, model.subgraphs = 3, codes, [sg]
+    model.description = description.encode()
+    meta = _AlignedBuffer()
+    meta.data = np.frombuffer(json.dumps(im.meta).encode(), np.uint8)
+    buffers.append(meta)
+    md = fb.MetadataT()
+    md.name, md.buffer = META_KEY.encode(), len(buffers) - 1
+    model.metadata, model.buffers = [md], buffers
+    b = flatbuffers.Builder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def _fused(op: IntOp, T) -> int:
+    """The TFLite fused activation whose clamp is exactly the op's [qmin, qmax], or an error."""
+    if op.kind in ("avgpool", "maxpool", "reshape", "softmax", "pad"):
+        return 0
+    out = T[op.output]
+    act = op.opts.get("act", "none")
+    got = (op.opts.get("qmin", -128), op.opts.get("qmax", 127))
+    want = activation_range(act, out.scale[0], out.zp)
+    if got != want:
+        raise QuantizationError(f"layer {out.name!r}: its output clamp {got} is not a TFLite activation ({act} gives "
+                                f"{want}); activations below 8 bits export only after a ReLU")
+    return _ACTS[act]
+
+
+class _AlignedBuffer:
+    """A BufferT whose data starts on a 16-byte boundary (int32 biases, SIMD loads on the MCU)."""
+
+    data: np.ndarray | None = None
+
+    def Pack(self, builder):
+        fb = _schema()
+        vec = None
+        if self.data is not None:
+            raw = self.data.tobytes()
+            builder.StartVector(1, len(raw), 16)
+            builder.head -= len(raw)
+            builder.Bytes[builder.head : builder.head + len(raw)] = raw
+            builder.vectorNumElems = len(raw)
+            vec = builder.EndVector()
+        fb.BufferStart(builder)
+        if vec is not None:
+            fb.BufferAddData(builder, vec)
+        return fb.BufferEnd(builder)
+
+
+def export_tflite(im: IntModel, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(to_tflite_bytes(im))
+    return path
+
+
+# ---------------------------------------------------------------------------- import
+
+def read_tflite(path_or_bytes) -> IntModel:
+    """An int8 .tflite (e.g. the MLPerf Tiny KWS reference) as an IntModel; clear errors for ops or
+    types tinykws has no integer kernel for."""
+    fb = _schema()
+    src = str(path_or_bytes) if isinstance(path_or_bytes, (str, Path)) else "<bytes>"
+    try:
+        buf = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, Path)) else bytes(path_or_bytes)
+        if len(buf) < 8 or buf[4:8] != b"TFL3":
+            raise ValueError("no TFL3 file identifier")
+        m = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(buf, 0))
+    except (OSError, ValueError, IndexError, AttributeError) as exc:
+        raise QuantizationError(f"{src}: not a readable .tflite file ({exc})") from None
+    names = _builtin_names(fb)
+    if len(m.subgraphs) != 1:
+        raise QuantizationError(f"{src}: {len(m.subgraphs)} subgraphs; only single-subgraph models are supported")
+    sg = m.subgraphs[0]
+    codes = [names.get(max(c.builtinCode, c.deprecatedBuiltinCode), f"custom:{c.customCode}") for c in m.operatorCodes]
+    bad = sorted({codes[op.opcodeIndex] for op in sg.operators} - set(_KINDS))
+    if bad:
+        raise QuantizationError(f"{src}: unsupported TFLite ops {', '.join(bad)}; tinykws runs "
+                                f"{', '.join(sorted(_KINDS))}")
+    type_names = {v: k for k, v in vars(fb.TensorType).items() if not k.startswith("_")}
+    tensors = []
+    for i, t in enumerate(sg.tensors):
+        data = m.buffers[t.buffer].data if t.buffer and m.buffers[t.buffer].data is not None else None
+        shape = tuple(int(s) for s in (t.shape if t.shape is not None else []))
+        dt = {fb.TensorType.INT8: np.int8, fb.TensorType.INT32: np.int32}.get(t.type)
+        if dt is None:
+            raise QuantizationError(f"{src}: tensor {t.name.decode()!r} is {type_names.get(t.type, t.type)}; "
+                                    f"only int8 models (int32 biases) can be imported")
+        arr = np.frombuffer(np.asarray(data, np.uint8).tobytes(), dt).reshape(shape) if data is not None else None
+        q = t.quantization
+        scale = np.asarray(q.scale if q is not None and q.scale is not None else [1.0], np.float32)
+        zp = np.asarray(q.zeroPoint if q is not None and q.zeroPoint is not None else [0], np.int64)
+        if dt is np.int8 and (q is None or q.scale is None):
+            raise QuantizationError(f"{src}: tensor {t.name.decode()!r} is int8 without quantization parameters")
+        tensors.append(QTensor(t.name.decode(errors="replace"), shape, scale, zp, arr))
+    ops = []
+    for k, op in enumerate(sg.operators):
+        kind = _KINDS[codes[op.opcodeIndex]]
+        o = op.builtinOptions
+        ins, out = [int(i) for i in op.inputs], int(op.outputs[0])
+        opts: dict = {}
+        act = {v: k for k, v in _ACTS.items()}.get(getattr(o, "fusedActivationFunction", 0))
+        if act is None:
+            raise QuantizationError(f"{src}: op #{k} ({codes[op.opcodeIndex]}) has an unsupported fused activation")
+        if kind in ("conv", "depthwise"):
+            if (o.dilationHFactor, o.dilationWFactor) != (1, 1):
+                raise QuantizationError(f"{src}: op #{k} ({codes[op.opcodeIndex]}) uses dilation")
+            x, w = tensors[ins[0]], tensors[ins[1]]
+            opts["stride"] = (o.strideH, o.strideW)
+            opts["pad"] = _pads(o.padding, x.shape, w.shape[1:3], opts["stride"], fb)
+            if kind == "depthwise":
+                opts["depth_multiplier"] = o.depthMultiplier
+        elif kind in ("avgpool", "maxpool"):
+            opts["stride"], opts["filter"] = (o.strideH, o.strideW), (o.filterHeight, o.filterWidth)
+            opts["pad"] = _pads(o.padding, tensors[ins[0]].shape, opts["filter"], opts["stride"], fb)
+        elif kind == "softmax":
+            opts["beta"] = float(o.beta)
+        elif kind == "pad":
+            p = tensors[ins[1]].data
+            if p is None or p[0].any() or p[3].any():
+                raise QuantizationError(f"{src}: op #{k} (PAD) pads batch or channels")
+            opts["pad"] = (int(p[1][0]), int(p[1][1]), int(p[2][0]), int(p[2][1]))
+            ins = ins[:1]
+        if kind == "reshape":
+            ins = ins[:1]
+        if kind == "add" and tensors[ins[0]].shape != tensors[ins[1]].shape:
+            raise QuantizationError(f"{src}: op #{k} (ADD) broadcasts; only same-shape additions are supported")
+        if kind in ("conv", "depthwise", "fc", "add"):
+            opts["act"] = act
+            opts["qmin"], opts["qmax"] = activation_range(act, tensors[out].scale[0], tensors[out].zp)
+        ops.append(IntOp(kind, ins, out, opts))
+    meta = {}
+    for md in m.metadata or []:
+        if md.name.decode(errors="replace") == META_KEY:
+            meta = json.loads(bytes(np.asarray(m.buffers[md.buffer].data, np.uint8)).decode())
+    return IntModel(tensors, ops, int(sg.inputs[0]), int(sg.outputs[0]), meta)
+
+
+def _pads(padding, in_shape, filt, stride, fb) -> tuple:
+    if padding == fb.Padding.VALID:
+        return (0, 0, 0, 0)
+    return same_padding(in_shape[1], filt[0], stride[0]) + same_padding(in_shape[2], filt[1], stride[1])
+
+
+# ---------------------------------------------------------------------------- TFLite Micro
+
+def tflm_run(model: bytes | str | Path, x: np.ndarray) -> np.ndarray:
+    """Run a .tflite (bytes or path) with the TFLite Micro interpreter, one clip at a time.
+    x: int8 inputs (B, *input_shape[1:]); returns the int8 outputs (B, ...)."""
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError as exc:  # pragma: no cover
+        raise QuantizationError("running .tflite files needs the tflite-micro package (pip install --pre tflite-micro)") from exc
+    data = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
+    interp = runtime.Interpreter.from_bytes(data, arena_size=max(len(data) * 10, 256 * 1024))
+    outs = []
+    for clip in np.asarray(x):
+        interp.set_input(clip[None], 0)
+        interp.invoke()
+        outs.append(np.array(interp.get_output(0)).reshape(-1))
+    return np.stack(outs)
+
+
+def evaluate_tflite(path: str | Path, data_dir: str | Path, split: str = "testing", labels: list[str] | None = None,
+                    frontend=None, progress: bool = False, seed: int = 0):
+    """Top-1 of a .tflite model run by the TFLite Micro interpreter on a data set split, with the
+    model's own front end and labels (stored by tinykws export; pass them for other models)."""
+    from ..audio import FrontendConfig, build_frontend, get_preset
+    from ..data.clips import load_clips
+    from ..data.features import cached_features
+    from ..data.speech_commands import SpeechCommands
+    from ..train.evaluate import evaluate_predictions, task_of
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such .tflite file")
+    im = read_tflite(path)
+    labels = labels or im.meta.get("labels")
+    fe = frontend or im.meta.get("frontend")
+    if not labels or fe is None:
+        raise QuantizationError(f"{path}: no tinykws metadata (labels, front end); pass labels= and frontend=")
+    fe = get_preset(fe) if isinstance(fe, str) else fe if isinstance(fe, FrontendConfig) else FrontendConfig.from_dict(fe)
+    ds = SpeechCommands.open(data_dir)
+    clips = load_clips(ds, ds.entries(split, task_of(labels), 0.1, 0.1, seed), labels, seed, progress=progress)
+    if len(clips) == 0:
+        raise ValueError(f"{data_dir}: no readable clips in the {split} split")
+    feats = cached_features(clips, build_frontend(fe), fe.key()).numpy()
+    out = tflm_run(path, im.quantize_input(feats))
+    return evaluate_predictions(out.argmax(1), clips.labels, labels)
