@@ -10,7 +10,7 @@ import torch
 from tinykws.models import count_cost, create_model, list_models
 from tinykws.nas.arch import ArchError, parse_arch, parse_block
 from tinykws.nas.cost import CostTable, LookupTableCost, make_cost_model, write_lut_template
-from tinykws.nas.search import SearchConfig, SearchResult, check_search_config, run_trial, search
+from tinykws.nas.search import SearchConfig, SearchResult, check_search_config, derive, run_trial, search
 from tinykws.nas.spaces import make_space
 from tinykws.nas.supernet import SuperNet
 
@@ -186,14 +186,24 @@ def test_binarized_path_sampling_and_gradients(share):
 # ----------------------------------------------------------------------------- search
 
 def test_beta_steers_the_derived_cost_and_search_resumes(tiny_dataset, tmp_path):
-    costs = {}
-    for beta in (0.0, 6.0):
-        res = search(tiny_cfg(tiny_dataset, tmp_path / f"b{beta}", beta=beta), progress=False, log=lambda s: None)
-        costs[beta] = (res.searched_cost, res.expected_cost)
+    costs, results = {}, {}
+    for beta in (0.0, 6.0):  # the most probable architecture (no hard limit), to see beta alone
+        res = search(tiny_cfg(tiny_dataset, tmp_path / f"b{beta}", beta=beta, hard_limit=False), progress=False,
+                     log=lambda s: None)
+        costs[beta], results[beta] = (res.searched_cost, res.expected_cost), res
         assert res.cost["macs"] == res.searched_cost and res.model == "mbnet"
         assert create_model("mbnet", arch=res.arch) is not None
     assert costs[6.0][0] < costs[0.0][0], costs  # a large beta derives a cheaper architecture
     assert costs[6.0][1] < costs[0.0][1], costs  # and lowers the expected cost
+
+    # with the hard limit (default), the derived architecture meets the target
+    space, table = check_search_config(tiny_cfg(tiny_dataset, tmp_path))
+    probs = torch.tensor(results[0.0].probs)
+    assert table.of(derive(probs, table)) == costs[0.0][0] > 1e6
+    limited = derive(probs, table, 1e6)
+    assert table.of(limited) <= 1e6
+    unlimited = derive(probs, table)
+    assert all(table.values[l, j] <= table.values[l, k] for l, (j, k) in enumerate(zip(limited, unlimited)))
 
     # cut off after epoch 2, then resumed: the same result as the uninterrupted run
     class Stop(Exception):
@@ -205,10 +215,10 @@ def test_beta_steers_the_derived_cost_and_search_resumes(tiny_dataset, tmp_path)
 
     out = tmp_path / "cut"
     with pytest.raises(Stop):
-        search(tiny_cfg(tiny_dataset, out, beta=6.0), progress=False, log=stop_after_2)
+        search(tiny_cfg(tiny_dataset, out, beta=6.0, hard_limit=False), progress=False, log=stop_after_2)
     with pytest.raises(FileExistsError, match="--resume"):
         search(tiny_cfg(tiny_dataset, out, beta=6.0), progress=False, log=lambda s: None)
-    res = search(tiny_cfg(tiny_dataset, out, beta=6.0), resume=True, progress=False, log=lambda s: None)
+    res = search(tiny_cfg(tiny_dataset, out), resume=True, progress=False, log=lambda s: None)
     full = SearchResult.load(tmp_path / "b6.0")
     assert res.arch == full.arch and res.probs == full.probs
     assert [h["epoch"] for h in res.history] == [1, 2, 3]
@@ -221,23 +231,23 @@ def test_trial_trains_the_derived_model_and_sweep_builds_the_table(tiny_dataset,
 
     base = tiny_cfg(tiny_dataset, tmp_path, epochs=2, warmup_epochs=1, layers=3)
     cfg = SweepConfig(data=str(tiny_dataset), out=str(tmp_path / "sweep"), frontends=["paper10", "raw"],
-                      betas=[0.0, 4.0], targets=[1.5e6, 1e5], widths=[0.5],
+                      betas=[4.0], targets=[1.5e6, 1e5], widths=[0.5],
                       search={k: v for k, v in base.__dict__.items() if k in
                               ("layers", "kernels", "expansions", "epochs", "warmup_epochs", "arch_lr", "batch_size")},
                       train_epochs=1)
     rows = run_sweep(cfg, log=lambda s: None)
     # 1e5 MACs is below every architecture: those grid points are pruned, not failed
-    assert {(r["frontend"], r["beta"]) for r in rows} == {("paper10", 0.0), ("paper10", 4.0), ("raw", 0.0), ("raw", 4.0)}
+    assert {(r["frontend"], r["target"]) for r in rows} == {("paper10", 1.5e6), ("raw", 1.5e6)}
     for r in rows:
         net, bundle = load_model(r["model_file"])
         assert bundle.arch == r["model"] and bundle.model_kwargs["arch"] == r["arch"]
         assert count_cost(net).macs == r["macs"] and 0 <= r["test_acc"] <= 1
     assert rows == sweep_rows(tmp_path / "sweep")  # kept in the Optuna storage
     again = run_sweep(cfg, log=lambda s: None)  # resumed: nothing left to run
-    assert len(again) == 4
+    assert len(again) == 2
     allrows = rows + baseline_rows(None, models=())
     table = format_table(allrows)
-    assert "MLPerf Tiny KWS reference" in table and "2.657" in table and table.count("\n") == 5 + 1
+    assert "MLPerf Tiny KWS reference" in table and "2.657" in table and table.count("\n") == 3 + 1
     assert pareto_front(rows) and all(r in rows for r in pareto_front(rows))
     plot_pareto(allrows, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
@@ -260,20 +270,35 @@ def run_cli(*args, ok=True):
     return r
 
 
-def test_cli_search_train_and_clear_errors(tiny_dataset, tmp_path):
+def cli_in_process(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """`tinykws ARGS` through the real entry point (errors -> exit code 2), without a new interpreter."""
+    from tinykws.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["tinykws", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_search_and_clear_errors(tiny_dataset, tmp_path, monkeypatch, capsys):
     out = tmp_path / "s"
     r = run_cli("search", "--data", tiny_dataset, "--out", out, "--width", "0.5", "--layers", "3", "--kernels", "3",
                 "--expansions", "1,2", "--target", "1e6", "--beta", "2", "--epochs", "2", "--warmup-epochs", "1",
                 "--batch-size", "16", "--threads", "1", "--json")
     d = json.loads(r.stdout.strip().splitlines()[-1])
     assert d["model"] == "mbnet" and parse_arch(d["arch"]).width == 0.5 and (out / "search.json").exists()
-    info = json.loads(run_cli("arch-info", d["arch"], "--json").stdout.strip().splitlines()[-1])
-    assert info["macs"] == d["cost"]["macs"]
-    r = run_cli("search", "--data", tiny_dataset, "--out", tmp_path / "x", "--target", "1e3", ok=False)
-    assert r.returncode == 2 and "below the smallest architecture" in r.stderr and "Traceback" not in r.stderr
-    r = run_cli("search", "--data", tiny_dataset, "--out", tmp_path / "x", "--target", "1e12", ok=False)
-    assert r.returncode == 2 and "above the largest architecture" in r.stderr
-    r = run_cli("search", "--data", tiny_dataset, "--out", tmp_path / "x", "--frontend", "raw", ok=False)
-    assert r.returncode == 2 and "--space raw" in r.stderr
-    r = run_cli("arch-info", "w1-ir_k3_e1-dwconv", ok=False)
-    assert r.returncode == 2 and "unknown block 'dwconv'" in r.stderr and "Traceback" not in r.stderr
+    assert d["searched_cost"] <= 1e6  # hard limit: the derived model meets the target
+    code, stdout, _ = cli_in_process(monkeypatch, capsys, "arch-info", d["arch"], "--json")
+    assert code == 0 and json.loads(stdout.strip().splitlines()[-1])["macs"] == d["cost"]["macs"]
+    for args, msg in [(("--target", "1e3"), "below the smallest architecture"),
+                      (("--target", "1e12"), "above the largest architecture"),
+                      (("--frontend", "raw"), "--space raw"),
+                      (("--space", "raw", "--frontend", "paper20"), "--space mfcc")]:
+        code, _, err = cli_in_process(monkeypatch, capsys, "search", "--data", tiny_dataset, "--out", tmp_path / "x", *args)
+        assert code == 2 and msg in " ".join(err.split()) and "Traceback" not in err, (args, err)
+    code, _, err = cli_in_process(monkeypatch, capsys, "arch-info", "w1-ir_k3_e1-dwconv")
+    assert code == 2 and "unknown block 'dwconv'" in err

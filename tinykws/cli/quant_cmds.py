@@ -1,6 +1,110 @@
-"""CLI commands of the quant stage."""
+"""CLI commands of the quant stage: `tinykws quantize` and `tinykws export`."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
 import typer
+from rich.console import Console
+
+err = Console(stderr=True)
+
+
+def _emit_json(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _check_new(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite and (path.is_file() or any(path.iterdir())):
+        raise FileExistsError(f"{path}: exists; pass --overwrite to replace it")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the `tinykws` app."""
+
+    @app.command("quantize")
+    def quantize_cmd(
+        out: Path = typer.Option(..., help="quantized model file (.pt); with --report: a report folder"),
+        model: Optional[str] = typer.Option(None, help="float model file or shipped name (default: the shipped one)"),
+        method: str = typer.Option("ptq8", help="ptq8 | qat8 | qat4 | qat2 (any qatN, N in 2..8) | learned"),
+        data: Optional[Path] = typer.Option(None, help="data set to calibrate / fine-tune on (default: the model's own)"),
+        epochs: int = typer.Option(15, help="fine-tuning epochs for QAT and learned bit-widths"),
+        lr: float = typer.Option(1e-3, help="fine-tuning learning rate"),
+        calib_clips: int = typer.Option(400, help="training clips to calibrate activation ranges on"),
+        report: bool = typer.Option(False, "--report", help="float vs ptq8, qat8, qat4, qat2, learned: accuracy and memory table"),
+        overwrite: bool = typer.Option(False, help="replace an existing --out"),
+        as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    ):
+        """Quantize a trained model (post-training, QAT, or trained bit-widths)."""
+        from ..quant import preset
+        from ..quant.recipes import quant_report, quantize_model
+        from ..train import save_bundle
+
+        _check_new(out, overwrite)
+        log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False))
+        if report:
+            out.mkdir(parents=True, exist_ok=True)
+            rep = quant_report(model, data, epochs=epochs, lr=lr, out_dir=out, log=log)
+            (out / "report.json").write_text(json.dumps(rep, indent=2))
+            (out / "report.md").write_text(f"# Quantization report\n\nModel `{rep['model']}`, data `{rep['data']}` "
+                                           f"({rep['n_val']} validation, {rep['n_test']} test clips), {epochs} "
+                                           f"fine-tuning epochs at lr {lr}.\n\n{rep['table']}\n")
+            if as_json:
+                _emit_json(rep)
+            else:
+                print(rep["table"])
+            return
+        preset(method)  # a bad --method fails before any work
+        bundle = quantize_model(model, method, data, epochs=epochs, lr=lr, calib_clips=calib_clips, log=log,
+                                progress=False)
+        save_bundle(bundle, out)
+        from ..quant.recipes import memory_row
+
+        row = {"model": str(out), "method": method, **memory_row(bundle.build()), **bundle.metrics}
+        if as_json:
+            _emit_json(row)
+        else:
+            err.print(f"{method}: {row['weight_bits']:.2f} bits/weight, {row['act_bits']:.2f} bits/activation, "
+                      f"{row['weight_kb']:.2f} kB packed weights; model: [bold]{out}[/bold]", highlight=False)
+
+    @app.command("export")
+    def export_cmd(
+        out: Path = typer.Option(..., help="output file (.tflite or .onnx)"),
+        model: Optional[str] = typer.Option(None, help="model file or shipped name (default: the shipped one)"),
+        format: str = typer.Option("tflite", "--format", help="tflite (int8; float models get PTQ-8 first) or onnx"),
+        data: Optional[Path] = typer.Option(None, help="calibration data for PTQ-8 of a float model (default: its own)"),
+        overwrite: bool = typer.Option(False, help="replace an existing --out"),
+        as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    ):
+        """Export a model to TFLite (int8, runs on TFLite Micro) or ONNX (float, or QDQ when quantized)."""
+        from ..quant import QuantizationError
+        from ..quant.onnx_export import export_onnx
+        from ..quant.recipes import quantize_model
+        from ..quant.integer import to_integer
+        from ..quant.tflite import export_tflite
+        from ..train import load_model
+
+        if format not in ("tflite", "onnx"):
+            raise QuantizationError(f"unknown --format {format!r}: use tflite or onnx")
+        _check_new(out, overwrite)
+        net, bundle = load_model(model)
+        info = {"out": str(out), "format": format, "quantized": bool(bundle.quant)}
+        if format == "tflite":
+            if not bundle.quant:
+                bundle = quantize_model(model, "ptq8", data, log=lambda *a: None)
+                net = bundle.build()
+                info["quantized"] = "ptq8 (on export)"
+            im = to_integer(net, meta={"labels": bundle.labels, "frontend": bundle.frontend.to_dict(),
+                                       "arch": bundle.arch, "quant": bundle.quant})
+            export_tflite(im, out)
+        else:
+            export_onnx(net, out)
+        info["bytes"] = out.stat().st_size
+        if as_json:
+            _emit_json(info)
+        else:
+            err.print(f"wrote [bold]{out}[/bold] ({info['bytes']:,} bytes, {format}"
+                      f"{', quantized' if info['quantized'] else ', float'})", highlight=False)

@@ -57,6 +57,7 @@ class SearchConfig:
     cost: str = "macs"  # macs | ops | weight_bytes | peak_act_bytes | lut:PATH
     target: float = 2.5e6  # in the cost's unit
     beta: float = 1.0
+    hard_limit: bool = True  # the derived architecture must meet the target (see derive)
     weight_bits: int = 8  # for the weight-memory cost
     act_bits: int = 8  # for the activation-memory cost
     quant_bits: int = 8  # fake-quantized weights during the search (0: float)
@@ -129,6 +130,32 @@ class SearchResult:
         return cls(**json.loads(path.read_text()))
 
 
+def derive(probs: torch.Tensor, table: CostTable, limit: float | None = None) -> list[int]:
+    """The derived architecture: the most probable block of every layer; with ``limit``, blocks are
+    then swapped for cheaper ones, greedily at the smallest loss of log-probability per unit of
+    cost saved, until the architecture's cost is at most ``limit`` (or nothing cheaper is left)."""
+    logp = torch.log(probs.double().clamp_min(1e-30)).masked_fill(~table.allowed, float("-inf"))
+    choices = logp.argmax(1).tolist()
+    if limit is None:
+        return choices
+    while (cur := table.of(choices)) > limit:
+        best = None
+        for l, j0 in enumerate(choices):
+            for j in range(logp.shape[1]):
+                if not table.allowed[l, j] or table.values[l, j] >= table.values[l, j0]:
+                    continue
+                saved = cur - table.of(choices[:l] + [j] + choices[l + 1 :])
+                if saved <= 0:
+                    continue
+                score = float(logp[l, j0] - logp[l, j]) / saved
+                if best is None or score < best[0]:
+                    best = (score, l, j)
+        if best is None:
+            break
+        choices[best[1]] = best[2]
+    return choices
+
+
 def check_search_config(cfg: SearchConfig):
     """Space and cost table of a configuration; bad settings raise a clear ValueError before any data loads."""
     if cfg.epochs < 1 or not 0 <= cfg.warmup_epochs < cfg.epochs:
@@ -194,6 +221,11 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
     steps = math.ceil(n_epoch / cfg.batch_size)
     total = steps * cfg.epochs
     log_target = math.log(cfg.target)
+    # fixed, un-augmented training clips to recalibrate BatchNorm statistics of the derived path
+    calib_idx = np.random.default_rng(cfg.seed).permutation(len(data.train))[: 4 * cfg.batch_size]
+    with torch.no_grad():
+        calib = [frontend(torch.from_numpy(data.train.waves(calib_idx[i : i + cfg.batch_size])))
+                 for i in range(0, len(calib_idx), cfg.batch_size)]
 
     start, history, elapsed = 0, [], 0.0
     if state is not None:
@@ -257,8 +289,10 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
                 arch_loss_sum += loss_a.item()
                 n_arch += 1
             bar.step(f"search {epoch + 1}/{cfg.epochs} loss {loss_sum / seen:.3f}")
-        choices = net.argmax()
+        with torch.no_grad():
+            choices = derive(net.probs(), table, cfg.target if cfg.hard_limit else None)
         net.set_path(choices)
+        net.recalibrate_bn(calib)
         val = evaluate_features(net, val_feats, val_labels, data.labels)
         with torch.no_grad():
             exp_cost = float(table.expected(net.probs()))
@@ -279,10 +313,10 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
             f"{rec['arch']}  ({rec['seconds']:.0f} s)")
     bar.close()
 
-    choices = net.argmax()
-    arch = space.arch(choices)
     with torch.no_grad():
         probs = net.probs()
+    choices = derive(probs, table, cfg.target if cfg.hard_limit else None)
+    arch = space.arch(choices)
     result = SearchResult(
         arch=arch, model=space.model_name, frontend=cfg.frontend_preset,
         cost=arch_cost(arch, cfg.frontend_preset, space.num_classes, cfg.weight_bits, cfg.act_bits),

@@ -214,6 +214,25 @@ class SuperNet(nn.Module):
         self.alpha.scatter_(1, self._pairs, new - offset)
         self._pair_alpha = None
 
+    @torch.no_grad()
+    def recalibrate_bn(self, batches) -> None:
+        """Recompute every BatchNorm's running statistics for the current path from ``batches``.
+
+        Needed before evaluating one path of a supernet: a candidate's BatchNorms see too few
+        (and mixed) batches during the search for their running averages to fit this path."""
+        bns = [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+        was = self.training
+        self.train()
+        for x in batches:
+            self(x)
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        self.train(was)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from ..models.blocks import as_image, as_signal
 

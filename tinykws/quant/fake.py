@@ -36,6 +36,20 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
+def round_away(x: torch.Tensor) -> torch.Tensor:
+    """Round halves away from zero, as TFLite does."""
+    return torch.sign(x) * torch.floor(torch.abs(x) + 0.5)
+
+
+def requant_round_ste(t: torch.Tensor, rshift: torch.Tensor | None) -> torch.Tensor:
+    """Round t (an output in units of its step) as TFLite's fixed-point requantization does, with
+    an identity gradient: first to 2^-rshift (SaturatingRoundingDoublingHighMul), then to an
+    integer (RoundingDivideByPOT), both halves away from zero."""
+    with torch.no_grad():
+        r = round_away(t) if rshift is None else round_away(round_away(t * 2.0**rshift) / 2.0**rshift)
+    return t + (r - t).detach()
+
+
 def _bits(p: torch.Tensor, learned: bool) -> torch.Tensor:
     return round_ste(p * _BITS_GAIN).clamp(2, 8) if learned else p
 
@@ -77,6 +91,9 @@ class WeightQuant(nn.Module):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         s, L = self.scale(w), self.levels().detach()
+        if getattr(self, "export_mode", False):  # for ONNX: QuantizeLinear/DequantizeLinear per channel
+            scale = torch.tensor(s.detach().flatten().tolist(), dtype=torch.float32)  # a constant in the graph
+            return torch.fake_quantize_per_channel_affine(w, scale, torch.zeros_like(scale, dtype=torch.int32), 0, -128, 127)
         return torch.clamp(round_ste(w / s), -L, L) * s
 
     @torch.no_grad()
@@ -145,7 +162,9 @@ class ActQuant(nn.Module):
         z = round_ste(-lo / d)
         return d, z, n
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rshift: torch.Tensor | None = None) -> torch.Tensor:
+        """`rshift`: per-channel right shifts of the integer requantization that produces x, so
+        that rounding matches the integer kernels (see requant_round_ste)."""
         if self.relu6:
             x = x.clamp(max=6.0)
         if self.observing:
@@ -153,8 +172,13 @@ class ActQuant(nn.Module):
             return x
         if not bool(self.ready):
             return x
+        if getattr(self, "export_mode", False):  # for ONNX: Clip + QuantizeLinear/DequantizeLinear on the int8 grid
+            p = self.qparams()
+            s, zp = p["scale"], p["zero_point"]
+            x = x.clamp((p["qmin"] - zp) * s, (p["qmax"] - zp) * s)
+            return torch.fake_quantize_per_tensor_affine(x, s, zp, -128, 127)
         d, z, n = self.grid()
-        k = torch.clamp(round_ste(x / d) + z, 0, n.detach())
+        k = torch.clamp(requant_round_ste(x / d, rshift) + z, 0, n.detach())
         return (k - z) * d
 
     # ------------------------------------------------------------------ hooks (placed by quantize_)
@@ -239,10 +263,23 @@ class _QMixin:
         if self.bias is None or q is None or not bool(q.ready) or q.observing:
             return self.bias
         step = q.grid()[0] * self.wq.scale(self.weight).flatten()
+        if getattr(self.wq, "export_mode", False):
+            return torch.tensor((torch.round(self.bias / step) * step).tolist(), dtype=torch.float32)
         return round_ste(self.bias / step) * step
 
     def _out(self, y):
-        return self.aq(y) if getattr(self, "aq", None) is not None else y
+        aq, q = getattr(self, "aq", None), self.in_quant
+        if aq is None:
+            return y
+        if q is None or not bool(q.ready) or not bool(aq.ready) or q.observing or aq.observing or \
+                getattr(aq, "export_mode", False):
+            return aq(y)
+        with torch.no_grad():  # the right shift of TFLite's multiplier s_in * s_w[c] / s_out, per channel
+            m = q.grid()[0].double() * self.wq.scale(self.weight).flatten().double() / aq.grid()[0].double()
+            mant, exp = torch.frexp(m)
+            exp = exp + (torch.round(mant * 2.0**31) == 2.0**31).long()
+            rshift = (-exp).clamp(min=0).float().reshape(1, -1, *([1] * (y.dim() - 2)))
+        return aq(y, rshift)
 
 
 class QConv1d(_QMixin, nn.Conv1d):
@@ -269,8 +306,10 @@ def to_qmodule(m: nn.Module, wq: WeightQuant, aq: ActQuant | None) -> nn.Module:
     q = cls.__new__(cls)
     nn.Module.__init__(q)
     q.__dict__.update({k: v for k, v in m.__dict__.items() if k not in ("_parameters", "_buffers", "_modules")})
-    q._parameters = dict(m._parameters)
-    q._buffers = dict(m._buffers)
+    q._parameters = {k: m._parameters.get(k) for k in ("weight", "bias")}
+    if q._parameters["weight"] is None:  # a computed weight (SincNet filters): frozen into a plain conv weight
+        q._parameters["weight"] = nn.Parameter(m.weight.detach().clone())
+    q._buffers = {k: v for k, v in m._buffers.items() if k != "weight"}
     q._modules = dict(m._modules)
     q.wq, q.aq = wq, aq
     return q

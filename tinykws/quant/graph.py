@@ -37,7 +37,7 @@ _LEAVES = [
 ]
 _T = torch.Tensor
 _RESHAPE = {torch.flatten, _T.flatten, _T.view, _T.reshape, torch.reshape, _T.unsqueeze, torch.unsqueeze,
-            _T.squeeze, torch.squeeze, _T.contiguous, _T.float, _T.to, _T.clone}
+            _T.squeeze, torch.squeeze, _T.contiguous, _T.float, _T.to, _T.clone, _T.detach}
 _ADD = {torch.add, _T.add, _T.__add__, _T.__radd__, _T.__iadd__, _T.add_}
 _RELU = {torch.relu, _T.relu, _T.relu_, torch.relu_, nn.functional.relu}
 
@@ -164,7 +164,12 @@ class _Tracer:
                 self.keep.append(out)
                 self.nodes[src].quant = m
                 return
-            node = self.new(leaf_kind(m) or "unsupported", name, [src], out, m)
+            kind = leaf_kind(m)
+            if kind is None or not isinstance(out, torch.Tensor):
+                raise QuantizationError(f"layer {name!r} ({type(m).__name__}) cannot be quantized or exported: "
+                                        f"supported layers are Conv1d/2d, Linear, BatchNorm, ReLU/ReLU6, zero padding, "
+                                        f"max/average pooling, Dropout, Identity, Flatten")
+            node = self.new(kind, name, [src], out, m)
             node.quant = getattr(m, "aq", None)  # a quantized conv/linear quantizes its own output
         return hook
 

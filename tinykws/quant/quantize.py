@@ -58,10 +58,6 @@ def fold_batchnorm(model: nn.Module, graph: Graph | None = None) -> nn.Module:
 
 def _check_supported(graph: Graph) -> None:
     for n in graph:
-        if n.op == "unsupported":
-            raise QuantizationError(f"layer {n.name!r} ({type(n.module).__name__}) cannot be quantized: supported "
-                                    f"layers are Conv1d/2d, Linear, BatchNorm, ReLU/ReLU6, zero padding, max/average "
-                                    f"pooling, Dropout, Flatten")
         if n.op == "conv":
             m = n.module
             if m.groups not in (1, m.in_channels) or m.padding_mode != "zeros" or any(d != 1 for d in m.dilation):

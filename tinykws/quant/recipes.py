@@ -1,0 +1,191 @@
+"""Recipes on model files: quantize (PTQ, QAT, learned bit-widths) with the data set a model was
+trained on, evaluate, and build the accuracy / memory report.
+
+    bundle = quantize_model("dscnn-kws", "qat4", data="speech_commands_mini", epochs=15)
+    save_bundle(bundle, "dscnn_qat4.pt")        # loads with load_model() like a float model
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import LearnedBitsConfig, PTQConfig, QuantConfig, config_to_dict, preset
+from .graph import QuantizationError
+from .integer import IntModel, to_integer
+from .quantize import bit_penalty, bit_stats, freeze_bits, quantize_
+
+CALIB_CLIPS = 400
+REPORT_METHODS = ("ptq8", "qat8", "qat4", "qat2", "learned")
+
+
+def data_dir_of(bundle, data: str | Path | None) -> Path:
+    """The data set to calibrate and fine-tune on: `data`, else the one the model was trained on."""
+    path = data or bundle.train_config.get("data")
+    if not path:
+        raise QuantizationError("calibration needs data: pass --data DIR (a Speech Commands folder)")
+    path = Path(path)
+    if not path.is_dir():
+        raise QuantizationError(f"calibration needs data: {path} is not a folder; pass --data DIR")
+    return path
+
+
+def split_features(bundle, data_dir, split: str, limit: int | None = None, seed: int = 0):
+    """(features (N, *feature_shape) float tensor, labels (N,) int64 array) of a split, with the
+    model's own front end; silence and unknown drawn as in `evaluate_dir`."""
+    from ..audio import build_frontend
+    from ..data.clips import load_clips
+    from ..data.features import cached_features
+    from ..data.speech_commands import SpeechCommands
+    from ..train.evaluate import task_of
+
+    ds = SpeechCommands.open(data_dir)
+    entries = ds.entries(split, task_of(bundle.labels), 0.1, 0.1, seed)
+    if limit is not None and len(entries) > limit:
+        rng = np.random.default_rng(seed)
+        entries = [entries[i] for i in sorted(rng.choice(len(entries), limit, replace=False))]
+    clips = load_clips(ds, entries, bundle.labels, seed, progress=False)
+    if len(clips) == 0:
+        raise QuantizationError(f"{data_dir}: no clips in the {split} split to calibrate or evaluate on")
+    feats = cached_features(clips, build_frontend(bundle.frontend), bundle.frontend.key())
+    return feats, clips.labels
+
+
+def _as_config(method) -> QuantConfig:
+    return preset(method) if isinstance(method, str) else method
+
+
+def _bundle_of(model, bundle, config: QuantConfig, metrics: dict):
+    from ..train import ModelBundle
+
+    return ModelBundle(bundle.arch, bundle.labels, bundle.frontend, {k: v.detach().clone() for k, v in model.state_dict().items()},
+                       bundle.model_kwargs, metrics, bundle.train_config, name=bundle.name, quant=config_to_dict(config))
+
+
+def quantize_model(model=None, method="ptq8", data=None, epochs: int | None = None, lr: float = 1e-3,
+                   calib_clips: int = CALIB_CLIPS, log=print, progress: bool = False, seed: int = 0):
+    """Quantize a model file (or shipped name; None: the shipped model) and return a ModelBundle.
+
+    PTQ calibrates on `calib_clips` training clips. QAT and learned bit-widths then fine-tune with
+    the model's own training settings for `epochs` (default 15; learned: that many with the
+    memory penalty, then half as many with the bit-widths frozen) at learning rate `lr`.
+    """
+    from ..train import TrainConfig, load_model, train
+
+    config = _as_config(method)
+    net, bundle = load_model(model)
+    data_dir = data_dir_of(bundle, data)
+    calib, _ = split_features(bundle, data_dir, "training", limit=calib_clips, seed=seed)
+    quantize_(net, config, calib=calib)
+    if isinstance(config, PTQConfig):
+        return _bundle_of(net, bundle, config, {"calib_clips": len(calib)})
+    epochs = epochs or 15
+    cfg = TrainConfig.from_dict({**bundle.train_config, "data": str(data_dir)}) if bundle.train_config else \
+        TrainConfig(data=str(data_dir), model=bundle.arch, model_kwargs=bundle.model_kwargs)
+    cfg = replace(cfg, lr=lr, warmup_epochs=1, seed=seed)
+    quant = config_to_dict(config)
+    with tempfile.TemporaryDirectory(prefix="tinykws-qat-") as tmp:
+        if isinstance(config, LearnedBitsConfig):
+            log(f"learning bit-widths ({epochs} epochs, targets {config.weight_bits} b/weight, {config.act_bits} b/act)")
+            train(replace(cfg, out=f"{tmp}/bits", epochs=epochs), model=net, quant=quant, progress=progress, log=log,
+                  extra_loss=bit_penalty(net, config))
+            s = bit_stats(net)
+            log(f"learned {s['weight_bits']:.2f} bits/weight, {s['act_bits']:.2f} bits/activation; fine-tuning")
+            freeze_bits(net)
+            epochs = max(1, epochs // 2)
+        best = train(replace(cfg, out=f"{tmp}/qat", epochs=epochs), model=net, quant=quant, progress=progress, log=log)
+    best.name = bundle.name
+    best.metrics = {**best.metrics, "calib_clips": len(calib)}
+    return best
+
+
+# ---------------------------------------------------------------------------- evaluation and report
+
+@torch.no_grad()
+def accuracy(model, feats, labels, batch_size: int = 512) -> float:
+    model.eval()
+    pred = torch.cat([model(feats[i : i + batch_size]).argmax(1) for i in range(0, len(feats), batch_size)])
+    return float((pred.numpy() == labels).mean())
+
+
+def integer_agreement(model, feats) -> dict:
+    """Top-1 agreement between the fake-quantized model and its integer reference."""
+    im = to_integer(model)
+    with torch.no_grad():
+        fake = model.eval()(feats).argmax(1).numpy()
+    ref = im.predict(feats.numpy()).argmax(1)
+    return {"agreement": float((fake == ref).mean()), "n": len(ref)}
+
+
+def memory_row(model) -> dict:
+    """Average bits and packed weight memory of a quantized model (float: 32 bits, 4 bytes a weight)."""
+    if getattr(model, "quant_config", None) is None:
+        from ..models import count_cost
+
+        c = count_cost(model, weight_bits=32, act_bits=32)
+        n = c.params_deployed
+        return {"weight_bits": 32.0, "act_bits": 32.0, "weight_kb": 4 * n / 1000, "weights": n}
+    s = bit_stats(model)
+    return {"weight_bits": float(s["weight_bits"]), "act_bits": float(s["act_bits"]),
+            "weight_kb": s["weight_bytes"] / 1000, "bias_kb": s["bias_bytes"] / 1000, "weights": s["weights"]}
+
+
+def quant_report(model=None, data=None, methods=REPORT_METHODS, epochs: int = 15, lr: float = 1e-3,
+                 out_dir: str | Path | None = None, log=print, progress: bool = False) -> dict:
+    """Float vs quantized accuracy (validation, test) and memory, one row per method.
+    Quantized models are saved in `out_dir` (if given) as <method>.pt."""
+    from ..train import load_model, save_bundle
+
+    float_net, bundle = load_model(model)
+    data_dir = data_dir_of(bundle, data)
+    val = split_features(bundle, data_dir, "validation")
+    test = split_features(bundle, data_dir, "testing")
+    rows = [{"method": "float", "val_acc": accuracy(float_net, *val), "test_acc": accuracy(float_net, *test),
+             **memory_row(float_net)}]
+    log(_row_text(rows[-1]))
+    for method in methods:
+        t0 = time.time()
+        qb = quantize_model(model, method, data_dir, epochs=epochs, lr=lr, log=log, progress=progress)
+        net = qb.build()
+        if out_dir is not None:
+            save_bundle(qb, Path(out_dir) / f"{method}.pt")
+        row = {"method": method, "val_acc": accuracy(net, *val), "test_acc": accuracy(net, *test), **memory_row(net),
+               "int_agreement": integer_agreement(net, test[0])["agreement"], "seconds": round(time.time() - t0, 1)}
+        rows.append(row)
+        log(_row_text(row))
+    return {"model": str(model or "dscnn-kws"), "data": str(data_dir), "epochs": epochs, "lr": lr,
+            "n_val": len(val[1]), "n_test": len(test[1]), "rows": rows, "table": report_table(rows)}
+
+
+def _row_text(r: dict) -> str:
+    return (f"{r['method']:<8} val {100 * r['val_acc']:.2f}%  test {100 * r['test_acc']:.2f}%  "
+            f"{r['weight_bits']:.2f} b/weight  {r['act_bits']:.2f} b/act  {r['weight_kb']:.2f} kB")
+
+
+def report_table(rows: list[dict]) -> str:
+    """The report as a Markdown table."""
+    lines = ["| method | val acc | test acc | bits/weight | bits/activation | weights (kB, packed) | int ref = fake-quant |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        agree = f"{100 * r['int_agreement']:.1f}%" if "int_agreement" in r else "-"
+        lines.append(f"| {r['method']} | {100 * r['val_acc']:.2f}% | {100 * r['test_acc']:.2f}% | {r['weight_bits']:.2f} | "
+                     f"{r['act_bits']:.2f} | {r['weight_kb']:.2f} | {agree} |")
+    return "\n".join(lines)
+
+
+def int8_summary(model_path, data_dir, calib_clips: int = CALIB_CLIPS) -> dict:
+    """For the main job's report: PTQ int8 test accuracy of the integer reference and its size."""
+    bundle = quantize_model(model_path, "ptq8", data_dir, calib_clips=calib_clips, log=lambda *a: None)
+    net = bundle.build()
+    im: IntModel = to_integer(net, meta={"labels": bundle.labels, "frontend": bundle.frontend.to_dict()})
+    feats, labels = split_features(bundle, data_dir, "testing")
+    acc = float((im.predict(feats.numpy()).argmax(1) == labels).mean())
+    from .tflite import to_tflite_bytes
+
+    size = im.summary()
+    return {"method": "ptq8", "test_accuracy": acc, "weight_bytes": size["weight_bytes"], "bias_bytes": size["bias_bytes"],
+            "tflite_bytes": len(to_tflite_bytes(im)), "calib_clips": calib_clips, "n_test": len(labels)}
