@@ -12,7 +12,7 @@ from rich.console import Console
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Keyword spotting for microcontrollers.")
 data_app = typer.Typer(no_args_is_help=True, help="Get data: the real data set, or synthetic speech.")
 app.add_typer(data_app, name="data")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _emit_json(obj: dict) -> None:

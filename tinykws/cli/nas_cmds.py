@@ -32,7 +32,7 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def _log(quiet: bool):
-    return (lambda s: None) if quiet else (lambda s: err.print(s, highlight=False))
+    return (lambda s: None) if quiet else (lambda s: err.print(s, highlight=False, markup=False, soft_wrap=True))
 
 
 def register(app: typer.Typer) -> None:
@@ -123,6 +123,7 @@ def register(app: typer.Typer) -> None:
         layers: int = typer.Option(12),
         train_epochs: int = typer.Option(40, help="epochs of training the derived model from scratch"),
         jobs: int = typer.Option(1, help="trials in parallel (Optuna n_jobs)"),
+        threads: int = typer.Option(0, help="torch threads per trial (0: default; 1 with --jobs > 1)"),
         storage: str = typer.Option("", help="Optuna storage URL (default: sqlite:///OUT/sweep.db)"),
         baseline: List[str] = typer.Option(["dscnn-kws"], help="trained models to show for comparison"),
         as_json: bool = typer.Option(False, "--json"),
@@ -135,7 +136,7 @@ def register(app: typer.Typer) -> None:
                           betas=_floats(betas, "betas"), targets=_floats(targets, "targets"),
                           widths=_floats(widths, "widths"),
                           search={"cost": cost, "epochs": epochs, "warmup_epochs": warmup_epochs, "arch_lr": arch_lr,
-                                  "layers": layers},
+                                  "layers": layers, "threads": threads},
                           train_epochs=train_epochs, jobs=jobs, storage=storage)
         rows = run_sweep(cfg, log=_log(as_json))
         allrows = rows + baseline_rows(data, baseline)

@@ -36,7 +36,6 @@ from ..data.augment import AugmentConfig, WaveAugment, spec_augment
 from ..data.features import cached_features
 from ..data.speech_commands import SILENCE, UNKNOWN
 from ..train.checkpoint import atomic_save
-from ..train.evaluate import evaluate_features
 from ..train.trainer import TrainConfig, epoch_indices, load_train_data, lr_at
 from .cost import CostTable, arch_cost, make_cost_model
 from .spaces import make_space
@@ -78,6 +77,7 @@ class SearchConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
     threads: int = 0
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto (the search only; data loading stays on the CPU)
 
     @classmethod
     def from_dict(cls, d: dict) -> "SearchConfig":
@@ -133,7 +133,9 @@ class SearchResult:
 def derive(probs: torch.Tensor, table: CostTable, limit: float | None = None) -> list[int]:
     """The derived architecture: the most probable block of every layer; with ``limit``, blocks are
     then swapped for cheaper ones, greedily at the smallest loss of log-probability per unit of
-    cost saved, until the architecture's cost is at most ``limit`` (or nothing cheaper is left)."""
+    cost saved, until the architecture's cost is at most ``limit`` (or nothing cheaper is left),
+    and finally swapped back to more probable ones (largest gain first) while the cost stays
+    within ``limit``."""
     logp = torch.log(probs.double().clamp_min(1e-30)).masked_fill(~table.allowed, float("-inf"))
     choices = logp.argmax(1).tolist()
     if limit is None:
@@ -151,9 +153,19 @@ def derive(probs: torch.Tensor, table: CostTable, limit: float | None = None) ->
                 if best is None or score < best[0]:
                     best = (score, l, j)
         if best is None:
-            break
+            return choices
         choices[best[1]] = best[2]
-    return choices
+    while True:  # then spend what is left of the budget on more probable blocks
+        best = None
+        for l, j0 in enumerate(choices):
+            for j in range(logp.shape[1]):
+                gain = float(logp[l, j] - logp[l, j0])
+                if table.allowed[l, j] and gain > 0 and (best is None or gain > best[0]) \
+                        and table.of(choices[:l] + [j] + choices[l + 1 :]) <= limit:
+                    best = (gain, l, j)
+        if best is None:
+            return choices
+        choices[best[1]] = best[2]
 
 
 def check_search_config(cfg: SearchConfig):
@@ -199,9 +211,13 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
         space = cfg.make_space(len(data.labels))
         table = cfg.make_table(space)
     fe_cfg = get_preset(cfg.frontend_preset)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if cfg.device == "auto" else cfg.device)
     frontend = build_frontend(fe_cfg)
     torch.manual_seed(cfg.seed)
     net = SuperNet(space, cfg.quant_bits, share_weights=cfg.share_weights)
+    dev_frontend = build_frontend(fe_cfg).to(device)
+    net.to(device)
     wparams = net.weight_parameters()
     decay = [p for p in wparams if p.ndim > 1]
     no_decay = [p for p in wparams if p.ndim <= 1]
@@ -213,7 +229,7 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
     opt_a = torch.optim.Adam([net.alpha], lr=cfg.arch_lr, betas=(0.0, 0.999), eps=1e-8)
 
     augment = WaveAugment(cfg.augment, data.background)
-    val_feats = cached_features(data.val, frontend, fe_cfg.key())
+    val_feats = cached_features(data.val, frontend, fe_cfg.key()).to(device)
     val_labels = torch.from_numpy(data.val.labels)
     unknown_id = data.labels.index(UNKNOWN) if UNKNOWN in data.labels else None
     silence_id = data.labels.index(SILENCE) if SILENCE in data.labels else -1
@@ -224,7 +240,7 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
     # fixed, un-augmented training clips to recalibrate BatchNorm statistics of the derived path
     calib_idx = np.random.default_rng(cfg.seed).permutation(len(data.train))[: 4 * cfg.batch_size]
     with torch.no_grad():
-        calib = [frontend(torch.from_numpy(data.train.waves(calib_idx[i : i + cfg.batch_size])))
+        calib = [dev_frontend(torch.from_numpy(data.train.waves(calib_idx[i : i + cfg.batch_size])).to(device))
                  for i in range(0, len(calib_idx), cfg.batch_size)]
 
     start, history, elapsed = 0, [], 0.0
@@ -240,10 +256,10 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
         y = torch.from_numpy(data.train.labels[bi])
         x = augment(torch.from_numpy(data.train.waves(bi)), g, y == silence_id)
         with torch.no_grad():
-            feats = frontend(x)
+            feats = dev_frontend(x.to(device))
             if feats.dim() == 3:
                 feats = spec_augment(feats, cfg.augment, g)
-        return feats, y
+        return feats, y.to(device)
 
     bar = _bar(progress, total, start * steps)
     t_start = time.time()
@@ -278,7 +294,7 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
                 for p in wparams:
                     p.requires_grad_(False)
                 ce = F.cross_entropy(net(feats), y)
-                expected = table.expected(net.probs()).to(ce.dtype)
+                expected = table.expected(net.probs().cpu()).to(device=ce.device, dtype=ce.dtype)
                 loss_a = ce * (torch.log(expected) / log_target) ** cfg.beta
                 opt_a.zero_grad(set_to_none=True)
                 loss_a.backward()
@@ -290,16 +306,16 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
                 n_arch += 1
             bar.step(f"search {epoch + 1}/{cfg.epochs} loss {loss_sum / seen:.3f}")
         with torch.no_grad():
-            choices = derive(net.probs(), table, cfg.target if cfg.hard_limit else None)
+            choices = derive(net.probs().cpu(), table, cfg.target if cfg.hard_limit else None)
         net.set_path(choices)
         net.recalibrate_bn(calib)
-        val = evaluate_features(net, val_feats, val_labels, data.labels)
+        val_acc = _accuracy(net, val_feats, val_labels)
         with torch.no_grad():
-            exp_cost = float(table.expected(net.probs()))
+            exp_cost = float(table.expected(net.probs().cpu()))
         rec = {"epoch": epoch + 1, "phase": "search" if arch_phase else "warmup",
                "train_loss": round(loss_sum / seen, 5), "train_acc": round(correct / seen, 5),
                "arch_loss": round(arch_loss_sum / n_arch, 5) if n_arch else None,
-               "val_acc_derived": round(val.accuracy, 5), "expected_cost": exp_cost,
+               "val_acc_derived": round(val_acc, 5), "expected_cost": exp_cost,
                "derived_cost": table.of(choices), "arch": space.arch(choices),
                "seconds": round(time.time() - t0, 1)}
         history.append(rec)
@@ -309,12 +325,12 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
         log(f"epoch {epoch + 1}/{cfg.epochs} [{rec['phase']}]  loss {rec['train_loss']:.4f}  val(derived) "
-            f"{val.accuracy:.4f}  E[{table.model.name}] {exp_cost:,.0f}  derived {rec['derived_cost']:,.0f}  "
+            f"{val_acc:.4f}  E[{table.model.name}] {exp_cost:,.0f}  derived {rec['derived_cost']:,.0f}  "
             f"{rec['arch']}  ({rec['seconds']:.0f} s)")
     bar.close()
 
     with torch.no_grad():
-        probs = net.probs()
+        probs = net.probs().cpu()
     choices = derive(probs, table, cfg.target if cfg.hard_limit else None)
     arch = space.arch(choices)
     result = SearchResult(
@@ -325,6 +341,14 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
         seconds=round(elapsed + time.time() - t_start, 1))
     (out / "search.json").write_text(json.dumps(result.to_dict(), indent=1))
     return result
+
+
+@torch.no_grad()
+def _accuracy(net, feats: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
+    net.eval()
+    pred = torch.cat([net(feats[i : i + batch_size]).argmax(1).cpu() for i in range(0, len(feats), batch_size)])
+    net.train()
+    return float((pred == labels).float().mean()) if len(labels) else 0.0
 
 
 def retrain(result: SearchResult | str, out: str | Path, data: str, epochs: int = 40, resume: bool = False,

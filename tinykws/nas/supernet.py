@@ -186,20 +186,21 @@ class SuperNet(nn.Module):
             layer.active, layer.gates = [int(i)], None
 
     def sample_single(self, g: torch.Generator) -> list[int]:
-        with torch.no_grad():
-            choices = torch.multinomial(self.probs(), 1, generator=g).squeeze(1).tolist()
+        with torch.no_grad():  # sampled on the CPU (the generator's device)
+            choices = torch.multinomial(self.probs().cpu(), 1, generator=g).squeeze(1).tolist()
         self.set_path(choices)
         return choices
 
     def sample_pair(self, g: torch.Generator) -> None:
         with torch.no_grad():
-            pairs = torch.multinomial(self.probs(), 2, replacement=False, generator=g)  # (layers, 2)
+            pairs = torch.multinomial(self.probs().cpu(), 2, replacement=False, generator=g)  # (layers, 2)
+            pairs = pairs.to(self.alpha.device)
             self._pairs = pairs
             self._pair_alpha = self.alpha.detach().gather(1, pairs).clone()
         sub = F.softmax(self.alpha.gather(1, pairs), dim=1)  # renormalised pair probabilities
         with torch.no_grad():
-            pick = torch.multinomial(sub.detach(), 1, generator=g).squeeze(1)
-            onehot = F.one_hot(pick, 2).to(sub.dtype)
+            pick = torch.multinomial(sub.detach().cpu(), 1, generator=g).squeeze(1)
+            onehot = F.one_hot(pick, 2).to(device=sub.device, dtype=sub.dtype)
         gates = onehot - sub.detach() + sub  # forward: binary; backward: through the pair's softmax
         for layer, pr, gt in zip(self.blocks, pairs.tolist(), gates):
             layer.active, layer.gates = pr, gt

@@ -176,16 +176,17 @@ def apply_quant_dict(model: nn.Module, quant: dict) -> nn.Module:
 
 # ---------------------------------------------------------------------------- bits and memory
 
-def bit_stats(model: nn.Module, rounded: bool = True) -> dict:
+def bit_stats(model: nn.Module, differentiable: bool = False) -> dict:
     """Average bits per weight (weighted by weight count) and per activation (weighted by values
-    per clip), packed weight bytes (each layer at its bit-width) and int32 bias bytes."""
+    per clip), packed weight bytes (each layer at its bit-width) and int32 bias bytes.
+    `differentiable`: the averages are tensors carrying gradients to learned bit-widths."""
     ws, acts = quantizers(model)
     if not ws:
         raise QuantizationError("not a quantized model")
     wn = [model.get_submodule(n.rpartition(".")[0]).weight.numel() for n, _ in ws]
-    wb = [(q.bits if rounded else q.bits_float()) for _, q in ws]
+    wb = [q.bits if differentiable else float(q.bits) for _, q in ws]
     an = [q.numel for _, q in acts]
-    ab = [(q.bits if rounded else q.bits_float()) for _, q in acts]
+    ab = [q.bits if differentiable else float(q.bits) for _, q in acts]
     bias = sum(model.get_submodule(n.rpartition(".")[0]).weight.shape[0] for n, _ in ws)
     w_avg = sum(n * b for n, b in zip(wn, wb)) / sum(wn)
     a_avg = sum(n * b for n, b in zip(an, ab)) / max(1, sum(an))
@@ -199,10 +200,28 @@ def bit_stats(model: nn.Module, rounded: bool = True) -> dict:
 def bit_penalty(model: nn.Module, config: LearnedBitsConfig):
     """extra_loss for training: penalty * (relu(avg weight bits - target) + relu(avg act bits - target))."""
     def loss(m: nn.Module) -> torch.Tensor:
-        s = bit_stats(m)
+        s = bit_stats(m, differentiable=True)
         return config.penalty * (torch.relu(s["weight_bits"] - config.weight_bits)
                                  + torch.relu(s["act_bits"] - config.act_bits))
     return loss
+
+
+@torch.no_grad()
+def meet_bit_targets(model: nn.Module, config: LearnedBitsConfig) -> dict:
+    """Make the rounded bit-widths meet the targets exactly: lower every learned bit-width of a kind
+    (weights, activations) by the smallest common offset that brings the average to its target.
+    The learned allocation between layers is kept; the penalty only has to get close."""
+    from .fake import _BITS_GAIN
+
+    ws, acts = quantizers(model)
+    for qs, key, target in ((ws, "weight_bits", config.weight_bits), (acts, "act_bits", config.act_bits)):
+        learned = [q for _, q in qs if q.learn_bits]
+        for _ in range(int(6 / 0.02)):
+            if bit_stats(model)[key] <= target + 1e-9 or all(float(q.bits) <= 2 for q in learned):
+                break
+            for q in learned:
+                q.bits_p.sub_(0.02 / _BITS_GAIN)
+    return bit_stats(model)
 
 
 def freeze_bits(model: nn.Module) -> nn.Module:

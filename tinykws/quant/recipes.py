@@ -17,7 +17,7 @@ import torch
 from .config import LearnedBitsConfig, PTQConfig, QuantConfig, config_to_dict, preset
 from .graph import QuantizationError
 from .integer import IntModel, to_integer
-from .quantize import bit_penalty, bit_stats, freeze_bits, quantize_
+from .quantize import bit_penalty, bit_stats, freeze_bits, meet_bit_targets, quantize_
 
 CALIB_CLIPS = 400
 REPORT_METHODS = ("ptq8", "qat8", "qat4", "qat2", "learned")
@@ -94,7 +94,9 @@ def quantize_model(model=None, method="ptq8", data=None, epochs: int | None = No
             train(replace(cfg, out=f"{tmp}/bits", epochs=epochs), model=net, quant=quant, progress=progress, log=log,
                   extra_loss=bit_penalty(net, config))
             s = bit_stats(net)
-            log(f"learned {s['weight_bits']:.2f} bits/weight, {s['act_bits']:.2f} bits/activation; fine-tuning")
+            t = meet_bit_targets(net, config)
+            log(f"learned {s['weight_bits']:.2f} bits/weight, {s['act_bits']:.2f} bits/activation; at the targets "
+                f"{t['weight_bits']:.2f} / {t['act_bits']:.2f}; fine-tuning with the bit-widths frozen")
             freeze_bits(net)
             epochs = max(1, epochs // 2)
         best = train(replace(cfg, out=f"{tmp}/qat", epochs=epochs), model=net, quant=quant, progress=progress, log=log)
