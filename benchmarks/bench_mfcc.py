@@ -71,7 +71,10 @@ def main():
     ap.add_argument("--clips", type=int, default=512)
     ap.add_argument("--preset", default="mlperf")
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = get_preset(args.preset)
     if cfg.kind != "mfcc" or cfg.mel_scale != "htk":
         raise SystemExit(f"preset {args.preset!r}: this benchmark covers kind='mfcc', mel_scale='htk'")

@@ -22,7 +22,10 @@ p.add_argument("--data", default=os.environ.get("TINYKWS_DATA", Path(__file__).r
 p.add_argument("--model", default="dscnn_mlperf")
 p.add_argument("--steps", type=int, default=30)
 p.add_argument("--batch-size", type=int, default=100)
+p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
 a = p.parse_args()
+if a.threads:
+    torch.set_num_threads(a.threads)
 
 data = load_train_data(TrainConfig(data=str(a.data)), progress=False)
 fe_cfg = get_preset("mlperf")
