@@ -1,7 +1,7 @@
 """Quantized inference throughput on the MLPerf Tiny KWS int8 model and the shipped DS-CNN after
 PTQ-8; prints one JSON object.
 
-    python benchmarks/bench_quant.py [--clips 256]
+    python benchmarks/bench_quant.py [--clips 256] [--threads 1]
 
 integer_ref_clips_per_s: tinykws's numpy integer reference (batched); tflm_clips_per_s: the
 TFLite Micro interpreter (one clip per invoke, reference kernels on the host CPU);
@@ -23,7 +23,10 @@ from tinykws.train import load_model
 SHARED = Path(os.environ.get("TINYKWS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 p = argparse.ArgumentParser()
 p.add_argument("--clips", type=int, default=256)
+p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
 a = p.parse_args()
+if a.threads:
+    torch.set_num_threads(a.threads)
 
 rng = np.random.default_rng(0)
 mlperf = SHARED / "peers/mlperf_tiny_kws/kws_ref_model.tflite"

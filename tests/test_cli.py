@@ -66,3 +66,12 @@ def test_predict_handles_other_rates_and_stereo(tmp_path):
     r = run("predict", tmp_path / "st.wav", "--json")
     assert "st.wav: downmixed, resampled" in r.stderr
     assert sorted(last_json(r)["predictions"][0]["notes"]) == ["downmixed", "resampled"]
+
+
+def test_eval_tflite_runs_tflite_micro(mini_dir, shared_dir):
+    ref = shared_dir / "peers" / "mlperf_tiny_kws" / "kws_ref_model.tflite"
+    r = run("eval", "--data", mini_dir, "--model", ref, ok=False)
+    assert r.returncode == 2 and "--labels, --frontend" in r.stderr
+    d = last_json(run("eval", "--data", mini_dir, "--model", ref, "--frontend", "mlperf", "--labels",
+                      "down,go,left,no,off,on,right,stop,up,yes,_silence_,_unknown_", "--json"))
+    assert d["n"] == 691 and d["accuracy"] > 0.9

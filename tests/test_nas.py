@@ -10,7 +10,7 @@ import torch
 from tinykws.models import count_cost, create_model, list_models
 from tinykws.nas.arch import ArchError, parse_arch, parse_block
 from tinykws.nas.cost import CostTable, LookupTableCost, make_cost_model, write_lut_template
-from tinykws.nas.search import SearchConfig, SearchResult, check_search_config, derive, run_trial, search
+from tinykws.nas.search import SearchConfig, SearchResult, check_search_config, derive, search
 from tinykws.nas.spaces import make_space
 from tinykws.nas.supernet import SuperNet
 

@@ -11,7 +11,7 @@ import torch
 from tinykws.audio import get_preset
 from tinykws.quant import (QuantizationError, evaluate_tflite, export_onnx, read_tflite, run_onnx, tflm_run,
                            to_integer, to_tflite_bytes)
-from tinykws.quant.recipes import accuracy, quantize_model, split_features
+from tinykws.quant.recipes import accuracy, int8_summary, quantize_model, split_features
 from tinykws.train import load_model
 
 MLPERF_LABELS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_"]
@@ -163,3 +163,9 @@ def test_cli_errors_are_clear(tmp_path):
     assert r.returncode == 2 and "calibration needs data" in r.stderr and "Traceback" not in r.stderr
     r = run("export", "--format", "tflite", "--model", "dscnn-kws", "--data", tmp_path, "--out", tmp_path / "x.tflite", ok=False)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_int8_summary_for_the_main_job(tiny_dataset):
+    s = int8_summary("dscnn-kws", tiny_dataset)
+    assert 0 <= s["test_accuracy"] <= 1 and s["n_test"] > 0
+    assert s["weight_bytes"] == 22_016 and s["bias_bytes"] == 4 * 588 and s["tflite_bytes"] > s["weight_bytes"]

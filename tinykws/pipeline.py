@@ -36,16 +36,22 @@ def run_demo(data: str | Path | None = None, out: str | Path = "tinykws-demo", e
     test, _ = evaluate_dir(out / "model.pt", data, "testing")
     plot_confusion(test, out / "confusion.png")
     cost = count_cost(bundle.build()).to_dict()
+    from .quant.recipes import int8_summary
+
+    int8 = int8_summary(out / "model.pt", data)  # post-training int8, run by the integer reference
     report = {"data": str(data), "synthetic": synthetic, "model": model, "epochs": epochs,
               "val_accuracy": bundle.metrics["val_acc"], "test": test.to_dict(),
               "cost": {k: cost[k] for k in ("params", "macs", "weight_bytes", "peak_activation_bytes")},
-              "seconds": round(time.time() - t0, 1)}
+              "int8": int8, "seconds": round(time.time() - t0, 1)}
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(
         f"# tinykws report\n\nData: `{data}`{' (SYNTHETIC speech from espeak-ng)' if synthetic else ''}\n\n"
         f"Model: `{model}`, {cost['params']:,} parameters, {cost['macs'] / 1e6:.3f} M MACs, "
         f"{cost['weight_bytes'] / 1024:.1f} KiB weights (int8), {cost['peak_activation_bytes'] / 1024:.1f} KiB peak activations\n\n"
         f"Validation accuracy (best epoch): {100 * bundle.metrics['val_acc']:.2f}%\n\n"
+        f"Quantized (int8 post-training, integer reference): test accuracy {100 * int8['test_accuracy']:.2f}%, "
+        f"{int8['weight_bytes'] / 1024:.1f} KiB int8 weights + {int8['bias_bytes'] / 1024:.1f} KiB int32 biases, "
+        f".tflite {int8['tflite_bytes'] / 1024:.1f} KiB\n\n"
         f"```\n{format_result(test)}\n```\n\n![confusion](confusion.png)\n\nTime: {report['seconds']} s\n")
     log(format_result(test))
     return report

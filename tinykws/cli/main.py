@@ -58,6 +58,7 @@ def train_cmd(
     data: Path = typer.Option(..., help="Speech Commands folder (word folders, lists)"),
     out: Path = typer.Option(Path("runs/kws"), help="run folder: checkpoints, metrics, best model"),
     model: str = typer.Option("dscnn_mlperf", help="architecture from the registry (see `tinykws models`)"),
+    arch: Optional[str] = typer.Option(None, help="architecture string for mbnet/mbnet_raw (from `tinykws search`)"),
     frontend: str = typer.Option("mlperf", help="front-end preset: mlperf, paper10..paper40, raw"),
     task: str = typer.Option("12", help="'12' (10 keywords + silence + unknown) or '35' (all words)"),
     keywords: Optional[str] = typer.Option(None, help="your own keywords, e.g. marvin,sheila (overrides --task)"),
@@ -84,11 +85,14 @@ def train_cmd(
     aug = AugmentConfig(speed=speed)
     if not specaug:
         aug.time_masks = aug.freq_masks = 0
+    if arch and model == "dscnn_mlperf":  # an architecture string names a searched network
+        model = "mbnet_raw" if frontend == "raw" else "mbnet"
     cfg = TrainConfig(data=str(data), out=str(out), model=model, frontend=frontend, task=keywords or task,
                       extra_data=[str(p) for p in extra_data], epochs=epochs, batch_size=batch_size,
                       optimizer=optimizer, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
                       unknown_frac=unknown_frac, augment=aug, seed=seed, threads=threads,
-                      model_kwargs={"dropout": dropout} if dropout is not None else {})
+                      model_kwargs={**({"dropout": dropout} if dropout is not None else {}),
+                                    **({"arch": arch} if arch else {})})
     bundle = train(cfg, resume=resume, overwrite=overwrite)
     err.print(f"best validation accuracy {100 * bundle.metrics['val_acc']:.2f}% (epoch {bundle.metrics['epoch']}); "
               f"model: [bold]{out / 'best.pt'}[/bold]")
@@ -101,17 +105,27 @@ def eval_cmd(
     split: str = typer.Option("testing", help="training, validation or testing"),
     confusion: Optional[Path] = typer.Option(None, help="save the confusion matrix as PNG here"),
     overwrite: bool = typer.Option(False, help="replace an existing --confusion file"),
+    frontend: Optional[str] = typer.Option(None, help="for a .tflite without tinykws metadata: front-end preset"),
+    labels: Optional[str] = typer.Option(None, help="for a .tflite without tinykws metadata: output labels, in order"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ):
-    """Top-1 and per-class accuracy, confusion matrix."""
+    """Top-1 and per-class accuracy, confusion matrix. MODEL may be a .tflite (run by TFLite Micro)."""
     from ..train import evaluate_dir, format_result, plot_confusion
 
     _check_new_file(confusion, overwrite)
-    result, bundle = evaluate_dir(model, data, split, progress=not as_json)
+    if model is not None and model.endswith(".tflite"):
+        from ..quant import evaluate_tflite
+
+        result = evaluate_tflite(model, data, split, labels=labels.split(",") if labels else None,
+                                 frontend=frontend, progress=not as_json)
+        name = model
+    else:
+        result, bundle = evaluate_dir(model, data, split, progress=not as_json)
+        name = bundle.name
     if confusion is not None:
         plot_confusion(result, confusion)
     if as_json:
-        _emit_json({"model": bundle.name, **result.to_dict()})
+        _emit_json({"model": name, **result.to_dict()})
     else:
         Console().print(format_result(result), highlight=False)
 

@@ -68,6 +68,7 @@ def register(app: typer.Typer) -> None:
                                                  "and test it (0: search only)"),
         seed: int = typer.Option(0),
         threads: int = typer.Option(0, help="torch threads (0: default)"),
+        device: str = typer.Option("cpu", help="device of the search: cpu, cuda, cuda:N or auto"),
         resume: bool = typer.Option(False, help="continue the search in --out"),
         overwrite: bool = typer.Option(False, help="replace an existing run folder"),
         as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
@@ -80,7 +81,7 @@ def register(app: typer.Typer) -> None:
                            raw_frontend=raw_frontend, cost=cost, target=target, beta=beta, weight_bits=weight_bits,
                            act_bits=act_bits, quant_bits=quant_bits, share_weights=share_weights, epochs=epochs,
                            warmup_epochs=warmup_epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                           arch_lr=arch_lr, seed=seed, threads=threads)
+                           arch_lr=arch_lr, seed=seed, threads=threads, device=device)
         log = _log(as_json)
         if train_epochs > 0:
             if out.exists() and any(out.iterdir()) and not (resume or overwrite):
@@ -120,6 +121,7 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(40, help="search epochs per trial"),
         warmup_epochs: int = typer.Option(10),
         arch_lr: float = typer.Option(0.02),
+        device: str = typer.Option("cpu", help="device of the searches: cpu, cuda, cuda:N or auto"),
         layers: int = typer.Option(12),
         train_epochs: int = typer.Option(40, help="epochs of training the derived model from scratch"),
         jobs: int = typer.Option(1, help="trials in parallel (Optuna n_jobs)"),
@@ -136,7 +138,7 @@ def register(app: typer.Typer) -> None:
                           betas=_floats(betas, "betas"), targets=_floats(targets, "targets"),
                           widths=_floats(widths, "widths"),
                           search={"cost": cost, "epochs": epochs, "warmup_epochs": warmup_epochs, "arch_lr": arch_lr,
-                                  "layers": layers, "threads": threads},
+                                  "layers": layers, "threads": threads, "device": device},
                           train_epochs=train_epochs, jobs=jobs, storage=storage)
         rows = run_sweep(cfg, log=_log(as_json))
         allrows = rows + baseline_rows(data, baseline)

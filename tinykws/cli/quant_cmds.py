@@ -34,6 +34,8 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(15, help="fine-tuning epochs for QAT and learned bit-widths"),
         lr: float = typer.Option(1e-3, help="fine-tuning learning rate"),
         calib_clips: int = typer.Option(400, help="training clips to calibrate activation ranges on"),
+        weight_target: Optional[float] = typer.Option(None, help="learned: target average bits per weight (default 3)"),
+        act_target: Optional[float] = typer.Option(None, help="learned: target average bits per activation (default 4)"),
         report: bool = typer.Option(False, "--report", help="float vs ptq8, qat8, qat4, qat2, learned: accuracy and memory table"),
         overwrite: bool = typer.Option(False, help="replace an existing --out"),
         as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
@@ -47,7 +49,9 @@ def register(app: typer.Typer) -> None:
         log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False))
         if report:
             out.mkdir(parents=True, exist_ok=True)
-            rep = quant_report(model, data, epochs=epochs, lr=lr, out_dir=out, log=log)
+            learned = preset("learned", weight_bits=weight_target, act_bits=act_target)
+            methods = ("ptq8", "qat8", "qat4", "qat2", learned)
+            rep = quant_report(model, data, methods=methods, epochs=epochs, lr=lr, out_dir=out, log=log)
             (out / "report.json").write_text(json.dumps(rep, indent=2))
             (out / "report.md").write_text(f"# Quantization report\n\nModel `{rep['model']}`, data `{rep['data']}` "
                                            f"({rep['n_val']} validation, {rep['n_test']} test clips), {epochs} "
@@ -57,8 +61,8 @@ def register(app: typer.Typer) -> None:
             else:
                 print(rep["table"])
             return
-        preset(method)  # a bad --method fails before any work
-        bundle = quantize_model(model, method, data, epochs=epochs, lr=lr, calib_clips=calib_clips, log=log,
+        config = preset(method, weight_bits=weight_target, act_bits=act_target)  # bad settings fail before any work
+        bundle = quantize_model(model, config, data, epochs=epochs, lr=lr, calib_clips=calib_clips, log=log,
                                 progress=False)
         save_bundle(bundle, out)
         from ..quant.recipes import memory_row

@@ -38,7 +38,8 @@ def baseline_rows(data: str | Path | None = None, models=("dscnn-kws",), referen
         row = {"name": str(name), "baseline": True, "model": bundle.arch, "frontend": _preset_name(bundle.frontend),
                "arch": bundle.arch, "params": c.params, "macs": c.macs, "ops": 2 * c.macs,
                "weight_bytes": c.weight_bytes, "peak_act_bytes": c.peak_activation_bytes,
-               "val_acc": bundle.metrics.get("val_acc"), "test_acc": None}
+               "val_acc": bundle.metrics.get("val_acc"), "test_acc": None,
+               "train_epochs": bundle.train_config.get("epochs")}
         if data is not None:
             res, _ = evaluate_dir(name, data, "testing")
             row["test_acc"], row["test_n"] = res.accuracy, res.n
@@ -70,7 +71,7 @@ def format_table(rows: list[dict], acc: str = "test_acc") -> str:
     searched models on the Pareto front (accuracy vs MACs)."""
     searched = [r for r in rows if not r.get("baseline")]
     front = {id(r) for r in pareto_front(searched, "macs", acc)}
-    head = ("| model | front end | omega | beta | target | test acc % | val acc % | M MACs | M ops | params | "
+    head = ("| model | front end | omega | beta | target | train epochs | test acc % | val acc % | M MACs | M ops | params | "
             "weights KiB (int8) | peak act. KiB | architecture |")
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for r in sorted(rows, key=lambda r: (not r.get("baseline"), r.get("frontend", ""), r.get("macs", 0))):
@@ -79,6 +80,7 @@ def format_table(rows: list[dict], acc: str = "test_acc") -> str:
         lines.append(
             f"| {name} | {r.get('frontend', '')} | {r.get('width', '-') if not r.get('baseline') else '-'} | "
             f"{r.get('beta', '-') if not r.get('baseline') else '-'} | {f'{tgt / 1e6:g} M' if tgt else '-'} | "
+            f"{r.get('train_epochs') or '-'} | "
             f"{_pct(r.get('test_acc'))} | {_pct(r.get('val_acc'))} | {r['macs'] / 1e6:.3f} | {2 * r['macs'] / 1e6:.2f} | "
             f"{r['params']:,} | {r['weight_bytes'] / 1024:.1f} | {r.get('peak_act_bytes', 0) / 1024:.1f} | "
             f"`{r.get('arch', '')}` |")
@@ -113,12 +115,15 @@ def plot_pareto(rows: list[dict], path: str | Path, acc: str = "test_acc", title
                 ax.axvline(r[key] / scale, color="black", ls="--", lw=1, label=f"{r['name']}: {r[key] / scale:.2f}")
             elif r.get(acc) is not None:
                 ax.scatter([r[key] / scale], [100 * r[acc]], marker="*", s=180, color="black", label=f"{r['name']} ({r['model']})")
-        ax.set_xscale("log")
+        xs = [r[key] / scale for r in searched + baselines if r.get(key)]
+        if xs and max(xs) / min(xs) > 8:
+            ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel(f"{'test' if acc == 'test_acc' else 'validation'} accuracy, %")
-    axes[1].legend(fontsize=7, loc="lower right")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=min(4, max(1, len(labels))), frameon=False)
     fig.suptitle(title or "Searched KWS models: accuracy vs cost")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)

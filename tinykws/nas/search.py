@@ -172,6 +172,8 @@ def check_search_config(cfg: SearchConfig):
     """Space and cost table of a configuration; bad settings raise a clear ValueError before any data loads."""
     if cfg.epochs < 1 or not 0 <= cfg.warmup_epochs < cfg.epochs:
         raise ValueError(f"need epochs >= 1 and 0 <= warmup_epochs < epochs (got {cfg.epochs}, {cfg.warmup_epochs})")
+    if cfg.arch_every < 1 or cfg.batch_size < 1:
+        raise ValueError(f"need arch_every >= 1 and batch_size >= 1 (got {cfg.arch_every}, {cfg.batch_size})")
     if cfg.beta < 0:
         raise ValueError(f"beta {cfg.beta} < 0 would reward cost; use beta >= 0")
     if cfg.optimizer not in ("sgd", "adam"):
@@ -343,6 +345,9 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
     return result
 
 
+run_search = search  # the package-level name (``tinykws.nas.search`` is this module)
+
+
 @torch.no_grad()
 def _accuracy(net, feats: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
     net.eval()
@@ -401,8 +406,10 @@ def run_trial(cfg: SearchConfig, train_epochs: int = 40, progress: bool = False,
                 seed=cfg.seed, **(train_kw or {}))
     bundle = load_bundle(best)
     test, _ = evaluate_dir(best, cfg.data, "testing")
-    row = {"name": root.name, "space": cfg.space, "frontend": res.frontend, "width": cfg.width, "beta": cfg.beta,
-           "cost_kind": cfg.cost, "target": cfg.target, "arch": res.arch, "model": res.model, **res.cost,
+    cost = arch_cost(res.arch, bundle.train_config.get("frontend", res.frontend), len(bundle.labels))
+    row = {"name": root.name, "space": cfg.space, "frontend": (train_kw or {}).get("frontend", res.frontend), "width": cfg.width, "beta": cfg.beta,
+           "cost_kind": cfg.cost, "target": cfg.target, "arch": res.arch, "model": res.model, **cost,
+           "train_epochs": train_epochs,
            "val_acc": bundle.metrics.get("val_acc"), "test_acc": test.accuracy, "test_n": test.n,
            "search_seconds": res.seconds, "seconds": round(time.time() - t0, 1), "model_file": str(best)}
     row_path.write_text(json.dumps(row, indent=1))

@@ -53,7 +53,7 @@ class LearnedBitsConfig:
     range; a hinge penalty pushes the average bits per weight and per activation (weighted by
     their counts, i.e. by memory) below the targets."""
     weight_bits: float = 3.0  # target average bits per weight
-    act_bits: float = 3.0  # target average bits per activation
+    act_bits: float = 4.0  # target average bits per activation (the 8-bit input counts)
     init_bits: int = 6  # every layer starts here
     penalty: float = 1.0  # weight of the memory penalty in the loss
     io_bits: int = 8
@@ -88,10 +88,11 @@ def config_from_dict(d: dict) -> QuantConfig:
     return cls(**d)
 
 
-def preset(name: str) -> QuantConfig:
-    """The CLI's --method names: ptq8, qat8, qat4, qat2 (any qatN, 2 <= N <= 8), learned."""
+def preset(name: str, **learned) -> QuantConfig:
+    """The CLI's --method names: ptq8, qat8, qat4, qat2 (any qatN, 2 <= N <= 8), learned
+    (`learned` takes LearnedBitsConfig settings, e.g. weight_bits=2.5, act_bits=2.9)."""
     if name == "learned":
-        return LearnedBitsConfig()
+        return LearnedBitsConfig(**{k: v for k, v in learned.items() if v is not None})
     for prefix, cls in (("ptq", PTQConfig), ("qat", QATConfig)):
         if name.startswith(prefix) and name[len(prefix):].isdigit():
             bits = int(name[len(prefix):])

@@ -43,10 +43,12 @@ def round_away(x: torch.Tensor) -> torch.Tensor:
 
 def requant_round_ste(t: torch.Tensor, rshift: torch.Tensor | None) -> torch.Tensor:
     """Round t (an output in units of its step) as TFLite's fixed-point requantization does, with
-    an identity gradient: first to 2^-rshift (SaturatingRoundingDoublingHighMul), then to an
-    integer (RoundingDivideByPOT), both halves away from zero."""
+    an identity gradient: first to 2^-r (SaturatingRoundingDoublingHighMul), then to an integer
+    (RoundingDivideByPOT), both halves away from zero. For r >= 1 that is exactly
+    sign(t) * floor(|t| + 1/2 + 2^-(r+1)): values within 2^-(r+1) below a half round up."""
     with torch.no_grad():
-        r = round_away(t) if rshift is None else round_away(round_away(t * 2.0**rshift) / 2.0**rshift)
+        half = 0.5 if rshift is None else 0.5 + torch.where(rshift >= 1, 2.0 ** (-rshift - 1), 0.0)
+        r = torch.sign(t) * torch.floor(t.abs() + half)
     return t + (r - t).detach()
 
 

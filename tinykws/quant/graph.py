@@ -58,7 +58,7 @@ def leaf_kind(m: nn.Module) -> str | None:
 class Node:
     """One value of the graph and the operation that made it."""
     id: int
-    op: str  # input conv linear bn relu relu6 pad maxpool avgpool identity reshape add unsupported
+    op: str  # input conv linear bn relu relu6 pad maxpool avgpool identity reshape add
     name: str  # module path (or the module whose forward code holds the operation)
     inputs: list[int]
     shape: tuple  # output shape, batch dim included

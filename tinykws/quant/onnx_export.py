@@ -56,7 +56,7 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = OPSET) -> Path:
     return path
 
 
-def run_onnx(path: str | Path, feats) -> "numpy.ndarray":  # noqa: F821
+def run_onnx(path: str | Path, feats):
     """Outputs of an exported model under onnxruntime."""
     import numpy as np
     import onnxruntime as ort

@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .config import LearnedBitsConfig, PTQConfig, QATConfig, QuantConfig, config_from_dict, config_to_dict
+from .config import LearnedBitsConfig, PTQConfig, QuantConfig, config_from_dict
 from .fake import ActQuant, WeightQuant, to_qmodule
 from .graph import Graph, QuantizationError, trace
 
@@ -184,17 +184,18 @@ def bit_stats(model: nn.Module, differentiable: bool = False) -> dict:
     if not ws:
         raise QuantizationError("not a quantized model")
     wn = [model.get_submodule(n.rpartition(".")[0]).weight.numel() for n, _ in ws]
-    wb = [q.bits if differentiable else float(q.bits) for _, q in ws]
+    wb = [q.bits if differentiable else float(q.bits.detach()) for _, q in ws]
     an = [q.numel for _, q in acts]
-    ab = [q.bits if differentiable else float(q.bits) for _, q in acts]
+    ab = [q.bits if differentiable else float(q.bits.detach()) for _, q in acts]
     bias = sum(model.get_submodule(n.rpartition(".")[0]).weight.shape[0] for n, _ in ws)
     w_avg = sum(n * b for n, b in zip(wn, wb)) / sum(wn)
     a_avg = sum(n * b for n, b in zip(an, ab)) / max(1, sum(an))
     return {"weight_bits": w_avg, "act_bits": a_avg, "weights": sum(wn),
-            "weight_bytes": sum(math.ceil(n * int(b) / 8) for n, b in zip(wn, [q.bits for _, q in ws])),
+            "weight_bytes": sum(math.ceil(n * int(q.bits.detach()) / 8) for n, (_, q) in zip(wn, ws)),
             "bias_bytes": 4 * bias,
-            "layers": [{"name": n.rpartition(".")[0], "weights": k, "weight_bits": int(q.bits)} for (n, q), k in zip(ws, wn)],
-            "activations": [{"name": n, "values": q.numel, "bits": int(q.bits)} for n, q in acts]}
+            "layers": [{"name": n.rpartition(".")[0], "weights": k, "weight_bits": int(q.bits.detach())}
+                       for (n, q), k in zip(ws, wn)],
+            "activations": [{"name": n, "values": q.numel, "bits": int(q.bits.detach())} for n, q in acts]}
 
 
 def bit_penalty(model: nn.Module, config: LearnedBitsConfig):

@@ -126,10 +126,7 @@ def integer_agreement(model, feats) -> dict:
 def memory_row(model) -> dict:
     """Average bits and packed weight memory of a quantized model (float: 32 bits, 4 bytes a weight)."""
     if getattr(model, "quant_config", None) is None:
-        from ..models import count_cost
-
-        c = count_cost(model, weight_bits=32, act_bits=32)
-        n = c.params_deployed
+        n = sum(m.weight.numel() for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)))
         return {"weight_bits": 32.0, "act_bits": 32.0, "weight_kb": 4 * n / 1000, "weights": n}
     s = bit_stats(model)
     return {"weight_bits": float(s["weight_bits"]), "act_bits": float(s["act_bits"]),
@@ -151,15 +148,17 @@ def quant_report(model=None, data=None, methods=REPORT_METHODS, epochs: int = 15
     log(_row_text(rows[-1]))
     for method in methods:
         t0 = time.time()
+        name = method if isinstance(method, str) else _as_config(method).method
         qb = quantize_model(model, method, data_dir, epochs=epochs, lr=lr, log=log, progress=progress)
         net = qb.build()
         if out_dir is not None:
-            save_bundle(qb, Path(out_dir) / f"{method}.pt")
-        row = {"method": method, "val_acc": accuracy(net, *val), "test_acc": accuracy(net, *test), **memory_row(net),
+            save_bundle(qb, Path(out_dir) / f"{name}.pt")
+        row = {"method": name, "config": qb.quant, "val_acc": accuracy(net, *val), "test_acc": accuracy(net, *test), **memory_row(net),
                "int_agreement": integer_agreement(net, test[0])["agreement"], "seconds": round(time.time() - t0, 1)}
         rows.append(row)
         log(_row_text(row))
     return {"model": str(model or "dscnn-kws"), "data": str(data_dir), "epochs": epochs, "lr": lr,
+            "float_val_acc_stored": bundle.metrics.get("val_acc"),
             "n_val": len(val[1]), "n_test": len(test[1]), "rows": rows, "table": report_table(rows)}
 
 

@@ -361,7 +361,7 @@ def evaluate_tflite(path: str | Path, data_dir: str | Path, split: str = "testin
     labels = labels or im.meta.get("labels")
     fe = frontend or im.meta.get("frontend")
     if not labels or fe is None:
-        raise QuantizationError(f"{path}: no tinykws metadata (labels, front end); pass labels= and frontend=")
+        raise QuantizationError(f"{path}: no tinykws metadata (labels, front end); pass them (--labels, --frontend)")
     fe = get_preset(fe) if isinstance(fe, str) else fe if isinstance(fe, FrontendConfig) else FrontendConfig.from_dict(fe)
     ds = SpeechCommands.open(data_dir)
     clips = load_clips(ds, ds.entries(split, task_of(labels), 0.1, 0.1, seed), labels, seed, progress=progress)
