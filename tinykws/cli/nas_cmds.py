@@ -35,6 +35,20 @@ def _log(quiet: bool):
     return (lambda s: None) if quiet else (lambda s: err.print(s, highlight=False, markup=False, soft_wrap=True))
 
 
+def _write_pareto(rows: list, out: Path, as_json: bool) -> None:
+    """table.md and pareto.png in `out`; the table (or the JSON contract) on stdout."""
+    from ..nas.pareto import format_table, plot_pareto
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(format_table(rows) + "\n")
+    plot_pareto(rows, out / "pareto.png")
+    if as_json:
+        _emit_json({"rows": rows, "table": str(out / "table.md"), "plot": str(out / "pareto.png")})
+    else:
+        print(format_table(rows))
+        err.print(f"table: {out / 'table.md'}, plot: {out / 'pareto.png'}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the `tinykws` app."""
 
@@ -141,14 +155,7 @@ def register(app: typer.Typer) -> None:
                                   "layers": layers, "threads": threads, "device": device},
                           train_epochs=train_epochs, jobs=jobs, storage=storage)
         rows = run_sweep(cfg, log=_log(as_json))
-        allrows = rows + baseline_rows(data, baseline)
-        (out / "table.md").write_text(format_table(allrows) + "\n")
-        plot_pareto(allrows, out / "pareto.png")
-        if as_json:
-            _emit_json({"rows": allrows, "table": str(out / "table.md"), "plot": str(out / "pareto.png")})
-        else:
-            print(format_table(allrows))
-            err.print(f"table: {out / 'table.md'}, plot: {out / 'pareto.png'}")
+        _write_pareto(rows + baseline_rows(data, baseline), out, as_json)
 
     @app.command("pareto")
     def pareto_cmd(
@@ -173,14 +180,7 @@ def register(app: typer.Typer) -> None:
                 rows += d if isinstance(d, list) else d.get("rows", [d])
             else:
                 raise FileNotFoundError(f"{r}: not a sweep folder, a trial folder (row.json) or a rows JSON file")
-        allrows = [r for r in rows if not r.get("baseline")] + baseline_rows(data, baseline)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "table.md").write_text(format_table(allrows) + "\n")
-        plot_pareto(allrows, out / "pareto.png")
-        if as_json:
-            _emit_json({"rows": allrows, "table": str(out / "table.md"), "plot": str(out / "pareto.png")})
-        else:
-            print(format_table(allrows))
+        _write_pareto([r for r in rows if not r.get("baseline")] + baseline_rows(data, baseline), out, as_json)
 
     @app.command("arch-info")
     def arch_info_cmd(

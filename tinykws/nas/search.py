@@ -36,7 +36,7 @@ from ..data.augment import AugmentConfig, WaveAugment, spec_augment
 from ..data.features import cached_features
 from ..data.speech_commands import SILENCE, UNKNOWN
 from ..train.checkpoint import atomic_save
-from ..train.trainer import TrainConfig, epoch_indices, load_train_data, lr_at
+from ..train.trainer import TrainConfig, epoch_indices, load_train_data, lr_at, settings_from_dict
 from .cost import CostTable, arch_cost, make_cost_model
 from .spaces import make_space
 from .supernet import SuperNet
@@ -81,12 +81,7 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SearchConfig":
-        d = dict(d)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown search settings {sorted(unknown)}")
-        d["augment"] = AugmentConfig(**d.get("augment", {}))
-        return cls(**d)
+        return settings_from_dict(cls, d, "search")
 
     @property
     def frontend_preset(self) -> str:

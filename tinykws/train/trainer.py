@@ -21,6 +21,16 @@ from .checkpoint import ModelBundle, atomic_save, save_bundle
 from .evaluate import evaluate_features
 
 
+def settings_from_dict(cls, d: dict, what: str):
+    """A settings dataclass (with an `augment` field) from its JSON form; unknown keys are an error."""
+    d = dict(d)
+    unknown = set(d) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown {what} settings {sorted(unknown)}")
+    d["augment"] = AugmentConfig(**d.get("augment", {}))
+    return cls(**d)
+
+
 @dataclass
 class TrainConfig:
     data: str = ""  # a Speech Commands folder
@@ -46,12 +56,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown training settings {sorted(unknown)}")
-        d["augment"] = AugmentConfig(**d.get("augment", {}))
-        return cls(**d)
+        return settings_from_dict(cls, d, "training")
 
 
 @dataclass
