@@ -162,6 +162,13 @@ def test_broken_files_are_skipped_and_counted(tiny_dataset, tmp_path):
         cs = load_clips(ds, ents, make_task("12").labels, cache=False, progress=False)
     assert len(cs.skipped) == 1 and "dead_nohash_0.wav" in cs.skipped[0][0]
     assert len(cs) == len(ents) - 1 and "1 skipped" in cs.summary()
+    # training goes on and says what it skipped
+    from tinykws.train import TrainConfig, train
+
+    lines = []
+    train(TrainConfig(data=str(root), out=str(tmp_path / "run"), epochs=1, batch_size=16), progress=False,
+          log=lines.append)
+    assert "1 skipped" in lines[0] and "dead_nohash_0.wav: cannot be read" in lines[1]
 
 
 def test_clip_cache_roundtrip(tiny_dataset):

@@ -1,6 +1,7 @@
 """Evaluation: top-1, per-class accuracy, confusion matrix; prediction on files."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,9 @@ def evaluate_dir(model_or_name=None, data_dir: str | Path = "", split: str = "te
     ds = SpeechCommands.open(data_dir)
     entries = ds.entries(split, task_of(bundle.labels), 0.1, 0.1, seed)
     clips = load_clips(ds, entries, bundle.labels, seed, progress=progress)
+    if clips.skipped:
+        warnings.warn(f"{data_dir}: {len(clips.skipped)} unreadable clip(s) skipped, e.g. {clips.skipped[0][1]}",
+                      stacklevel=2)
     if len(clips) == 0:
         raise ValueError(f"{data_dir}: no readable clips in the {split} split")
     feats = cached_features(clips, build_frontend(bundle.frontend), bundle.frontend.key())

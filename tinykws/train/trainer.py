@@ -146,6 +146,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     else:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use adam or sgd")
     data = data or load_train_data(cfg, progress)
+    log(f"training: {data.train.summary()}; validation: {data.val.summary()}")
+    for path, problem in (data.train.skipped + data.val.skipped)[:10]:
+        log(f"  skipped {problem}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     frontend = build_frontend(fe_cfg)
