@@ -1,21 +1,9 @@
-import json
-import subprocess
-import sys
-
 import numpy as np
-import pytest
 import soundfile as sf
 
-
-def run(*args, ok=True):
-    r = subprocess.run([sys.executable, "-m", "tinykws", *map(str, args)], capture_output=True, text=True, timeout=600)
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
+from cli_helpers import last_json, run
 
 
-def last_json(r) -> dict:
-    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def test_eval_shipped_model_json_contract(mini_dir):

@@ -10,7 +10,7 @@ def test_demo_on_synthetic_speech(tmp_path):
     out = tmp_path / "report"
     synth = SynthConfig(words=["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "bed", "cat"],
                         clips_per_word=10, speakers=10, background_seconds=5)
-    report = run_demo(out=out, epochs=2, progress=False, log=lambda *_: None, synth=synth)
+    run_demo(out=out, epochs=2, progress=False, log=lambda *_: None, synth=synth)
     for f in ("metrics.json", "report.md", "confusion.png", "model.pt", "run/metrics.jsonl", "data/README.md"):
         assert (out / f).is_file(), f
     saved = json.loads((out / "metrics.json").read_text())

@@ -1,9 +1,5 @@
 """Integer inference against TFLite Micro: the MLPerf reference model imported bit-exactly, the
 shipped model quantized, exported and run by the interpreter, ONNX export, the CLI."""
-import json
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -13,6 +9,8 @@ from tinykws.quant import (QuantizationError, evaluate_tflite, export_onnx, read
                            to_integer, to_tflite_bytes)
 from tinykws.quant.recipes import accuracy, int8_summary, quantize_model, split_features
 from tinykws.train import load_model
+
+from cli_helpers import last_json, run
 
 MLPERF_LABELS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_"]
 
@@ -119,15 +117,6 @@ def test_tflite_import_errors(shared_dir, tmp_path, mlperf_path):
 
 # ---------------------------------------------------------------- CLI
 
-def run(*args, ok=True):
-    r = subprocess.run([sys.executable, "-m", "tinykws", *map(str, args)], capture_output=True, text=True, timeout=900)
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
-
-
-def last_json(r) -> dict:
-    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def test_cli_quantize_export_eval(tiny_dataset, tmp_path, mini_dir):

@@ -1,5 +1,3 @@
-import shutil
-
 import numpy as np
 import pytest
 import soundfile as sf

@@ -145,7 +145,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ):
         """Sweep beta, targets, widths and front ends; write the table and the Pareto plot."""
-        from ..nas.pareto import baseline_rows, format_table, plot_pareto
+        from ..nas.pareto import baseline_rows
         from ..nas.sweep import SweepConfig, run_sweep
 
         cfg = SweepConfig(data=str(data), out=str(out), frontends=[f for f in frontends.split(",") if f],
@@ -166,7 +166,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ):
         """Table and Pareto plot (accuracy vs MACs and vs weight memory) of searched models and baselines."""
-        from ..nas.pareto import baseline_rows, format_table, plot_pareto
+        from ..nas.pareto import baseline_rows
         from ..nas.sweep import sweep_rows
 
         rows = []

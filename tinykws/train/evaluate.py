@@ -50,7 +50,7 @@ def task_of(labels: list[str]) -> Task:
 
 
 def evaluate_dir(model_or_name=None, data_dir: str | Path = "", split: str = "testing", progress: bool = False,
-                 seed: int = 0) -> tuple[EvalResult, "ModelBundle"]:  # noqa: F821
+                 seed: int = 0) -> tuple[EvalResult, "ModelBundle"]:  # noqa: F821 (imported lazily)
     """Evaluate a model (file, shipped name, or None for the default) on a data set folder's split
     or on an official test-set folder."""
     from ..audio import build_frontend
