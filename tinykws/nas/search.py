@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from ..audio import build_frontend, get_preset
 from ..data.augment import AugmentConfig, WaveAugment, spec_augment
 from ..data.features import cached_features
-from ..data.speech_commands import SILENCE, UNKNOWN
 from ..train.checkpoint import atomic_save
-from ..train.trainer import TrainConfig, epoch_indices, load_train_data, lr_at, settings_from_dict
+from ..train.trainer import (TrainConfig, class_ids, epoch_indices, epoch_steps, load_train_data, lr_at,
+                             make_optimizer, settings_from_dict)
 from .cost import CostTable, arch_cost, make_cost_model
 from .spaces import make_space
 from .supernet import SuperNet
@@ -215,23 +215,15 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
     net = SuperNet(space, cfg.quant_bits, share_weights=cfg.share_weights)
     dev_frontend = build_frontend(fe_cfg).to(device)
     net.to(device)
-    wparams = net.weight_parameters()
-    decay = [p for p in wparams if p.ndim > 1]
-    no_decay = [p for p in wparams if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        opt_w = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    else:
-        opt_w = torch.optim.AdamW(groups, lr=cfg.lr)
+    wparams = list(net.weight_parameters())
+    opt_w = make_optimizer(wparams, cfg)
     opt_a = torch.optim.Adam([net.alpha], lr=cfg.arch_lr, betas=(0.0, 0.999), eps=1e-8)
 
     augment = WaveAugment(cfg.augment, data.background)
     val_feats = cached_features(data.val, frontend, fe_cfg.key()).to(device)
     val_labels = torch.from_numpy(data.val.labels)
-    unknown_id = data.labels.index(UNKNOWN) if UNKNOWN in data.labels else None
-    silence_id = data.labels.index(SILENCE) if SILENCE in data.labels else -1
-    n_epoch = len(epoch_indices(data.train.labels, unknown_id, cfg.unknown_frac, np.random.default_rng(0)))
-    steps = math.ceil(n_epoch / cfg.batch_size)
+    unknown_id, silence_id = class_ids(data.labels)
+    steps = epoch_steps(data.train.labels, unknown_id, cfg)
     total = steps * cfg.epochs
     log_target = math.log(cfg.target)
     # fixed, un-augmented training clips to recalibrate BatchNorm statistics of the derived path

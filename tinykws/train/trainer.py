@@ -97,6 +97,30 @@ def epoch_indices(labels: np.ndarray, unknown_id: int | None, frac: float, rng: 
     return rng.permutation(np.concatenate([rest, rng.choice(unk, n, replace=False)]))
 
 
+def class_ids(labels: list[str]) -> tuple[int | None, int]:
+    """Indices of the unknown class (None if absent) and the silence class (-1 if absent)."""
+    return (labels.index(UNKNOWN) if UNKNOWN in labels else None, labels.index(SILENCE) if SILENCE in labels else -1)
+
+
+def epoch_steps(labels: np.ndarray, unknown_id: int | None, cfg) -> int:
+    """Steps per epoch: the epoch's draw (`epoch_indices`) has the same size every epoch."""
+    n = len(epoch_indices(labels, unknown_id, cfg.unknown_frac, np.random.default_rng(0)))
+    return math.ceil(n / cfg.batch_size)
+
+
+def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    """AdamW or Nesterov SGD from a settings object (optimizer, lr, momentum, weight_decay);
+    weight decay on weight matrices and kernels only, not on biases and norms."""
+    params = list(params)
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    if cfg.optimizer == "adam":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use adam or sgd")
+
+
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     """Linear warm-up then cosine decay to zero."""
     if step < warmup:
@@ -136,15 +160,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     torch.manual_seed(cfg.seed)
     if model is None:
         model = create_model(cfg.model, num_classes=len(labels), input_shape=fe_cfg.feature_shape, **cfg.model_kwargs)
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    elif cfg.optimizer == "adam":
-        opt = torch.optim.AdamW(groups, lr=cfg.lr)
-    else:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use adam or sgd")
+    opt = make_optimizer(model.parameters(), cfg)
     data = data or load_train_data(cfg, progress)
     log(f"training: {data.train.summary()}; validation: {data.val.summary()}")
     for path, problem in (data.train.skipped + data.val.skipped)[:10]:
@@ -157,11 +173,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     # with no waveform augmentation the training features never change: take them from the cache
     train_feats = cached_features(data.train, frontend, fe_cfg.key()) if not augment.active else None
     val_labels = torch.from_numpy(data.val.labels)
-    unknown_id = data.labels.index(UNKNOWN) if UNKNOWN in data.labels else None
-    silence_id = data.labels.index(SILENCE) if SILENCE in data.labels else -1
-
-    n_epoch = len(epoch_indices(data.train.labels, unknown_id, cfg.unknown_frac, np.random.default_rng(0)))
-    steps_per_epoch = math.ceil(n_epoch / cfg.batch_size)
+    unknown_id, silence_id = class_ids(data.labels)
+    steps_per_epoch = epoch_steps(data.train.labels, unknown_id, cfg)
     total = steps_per_epoch * cfg.epochs
     start, best, history = 0, -1.0, []
     if state is not None:
