@@ -4,8 +4,6 @@ import soundfile as sf
 from cli_helpers import last_json, run
 
 
-
-
 def test_eval_shipped_model_json_contract(mini_dir):
     """The shipped model, on the mini set's testing list, 12 classes: the README's figure."""
     d = last_json(run("eval", "--data", mini_dir, "--json"))

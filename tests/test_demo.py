@@ -10,11 +10,16 @@ def test_demo_on_synthetic_speech(tmp_path):
     out = tmp_path / "report"
     synth = SynthConfig(words=["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "bed", "cat"],
                         clips_per_word=10, speakers=10, background_seconds=5)
-    run_demo(out=out, epochs=2, progress=False, log=lambda *_: None, synth=synth)
-    for f in ("metrics.json", "report.md", "confusion.png", "model.pt", "run/metrics.jsonl", "data/README.md"):
+    run_demo(out=out, epochs=2, progress=False, log=lambda *_: None, synth=synth, search_epochs=2,
+             search_train_epochs=1)
+    for f in ("metrics.json", "report.md", "confusion.png", "model.pt", "run/metrics.jsonl", "data/README.md",
+              "nas/search/search.json", "nas/train/best.pt", "nas/report.md"):
         assert (out / f).is_file(), f
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["synthetic"] and saved["test"]["n"] > 0 and saved["cost"]["macs"] == 2_656_768
-    assert "SYNTHETIC" in (out / "report.md").read_text()
+    nas = saved["nas"]  # the searched model meets the short search's 2 M MACs limit
+    assert 0 < nas["macs"] <= 2.0e6 and nas["test_n"] == saved["test"]["n"] and nas["arch"].startswith("w0.5-")
+    report = (out / "report.md").read_text()
+    assert "SYNTHETIC" in report and nas["arch"] in report
     with pytest.raises(FileExistsError, match="--overwrite"):
         run_demo(out=out, epochs=1, progress=False, log=lambda *_: None, synth=synth)

@@ -234,8 +234,8 @@ def test_trial_trains_the_derived_model_and_sweep_builds_the_table(tiny_dataset,
                       betas=[4.0], targets=[1.5e6, 1e5], widths=[0.5],
                       search={k: v for k, v in base.__dict__.items() if k in
                               ("layers", "kernels", "expansions", "epochs", "warmup_epochs", "arch_lr", "batch_size")},
-                      train_epochs=1)
-    rows = run_sweep(cfg, log=lambda s: None)
+                      train_epochs=1, jobs=2)
+    rows = run_sweep(cfg, log=lambda s: None)  # two worker processes on one Optuna storage
     # 1e5 MACs is below every architecture: those grid points are pruned, not failed
     assert {(r["frontend"], r["target"]) for r in rows} == {("paper10", 1.5e6), ("raw", 1.5e6)}
     for r in rows:
@@ -245,6 +245,11 @@ def test_trial_trains_the_derived_model_and_sweep_builds_the_table(tiny_dataset,
     assert rows == sweep_rows(tmp_path / "sweep")  # kept in the Optuna storage
     again = run_sweep(cfg, log=lambda s: None)  # resumed: nothing left to run
     assert len(again) == 2
+    import optuna
+
+    trials = optuna.load_study(study_name=cfg.study, storage=cfg.storage_url()).trials
+    assert sorted(t.user_attrs["name"] for t in trials) == sorted(  # each grid point ran exactly once
+        f"{f}_w0.5_t{t:g}_b4" for f in ("paper10", "raw") for t in (1.5e6, 1e5))
     allrows = rows + baseline_rows(None, models=())
     table = format_table(allrows)
     assert "MLPerf Tiny KWS reference" in table and "2.657" in table and table.count("\n") == 3 + 1

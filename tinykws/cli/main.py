@@ -194,11 +194,14 @@ def demo_cmd(
     out: Path = typer.Option(Path("tinykws-demo"), help="report folder"),
     epochs: int = typer.Option(60),
     overwrite: bool = typer.Option(False, help="replace an existing report folder"),
+    search_epochs: int = typer.Option(4, help="epochs of the short architecture search at the end (0: none)"),
+    search_train_epochs: int = typer.Option(10, help="training epochs of the searched model"),
 ):
-    """The main job: data -> train -> evaluate, with a report folder."""
+    """The main job: data -> train -> evaluate -> int8 -> short architecture search, with a report folder."""
     from ..pipeline import run_demo
 
-    report = run_demo(data=data, out=out, epochs=epochs, overwrite=overwrite)
+    report = run_demo(data=data, out=out, epochs=epochs, overwrite=overwrite, search_epochs=search_epochs,
+                      search_train_epochs=search_train_epochs)
     err.print(f"report in [bold]{out}[/bold]: test accuracy {100 * report['test']['accuracy']:.2f}%")
 
 

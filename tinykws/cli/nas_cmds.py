@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", help="device of the searches: cpu, cuda, cuda:N or auto"),
         layers: int = typer.Option(12),
         train_epochs: int = typer.Option(40, help="epochs of training the derived model from scratch"),
-        jobs: int = typer.Option(1, help="trials in parallel (Optuna n_jobs)"),
+        jobs: int = typer.Option(1, help="trials in parallel: worker processes on the shared Optuna storage"),
         threads: int = typer.Option(0, help="torch threads per trial (0: default; 1 with --jobs > 1)"),
         storage: str = typer.Option("", help="Optuna storage URL (default: sqlite:///OUT/sweep.db)"),
         baseline: List[str] = typer.Option(["dscnn-kws"], help="trained models to show for comparison"),
@@ -154,7 +154,7 @@ def register(app: typer.Typer) -> None:
                           search={"cost": cost, "epochs": epochs, "warmup_epochs": warmup_epochs, "arch_lr": arch_lr,
                                   "layers": layers, "threads": threads, "device": device},
                           train_epochs=train_epochs, jobs=jobs, storage=storage)
-        rows = run_sweep(cfg, log=_log(as_json))
+        rows = run_sweep(cfg, log=_log(as_json), threads=threads)
         _write_pareto(rows + baseline_rows(data, baseline), out, as_json)
 
     @app.command("pareto")

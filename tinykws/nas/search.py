@@ -407,7 +407,7 @@ def short_search_demo(data: str | Path, out: str | Path, epochs: int = 4, train_
                       target: float = 2.0e6, beta: float = 2.0, progress: bool = False, log=print) -> dict:
     """A short MFCC search on a data set, the derived model trained and tested (for the main job)."""
     cfg = SearchConfig(data=str(data), out=str(out), width=0.5, layers=6, kernels=[3, 5], expansions=[1, 2, 3],
-                       target=target, beta=beta, epochs=epochs, warmup_epochs=max(1, epochs // 2),
+                       target=target, beta=beta, epochs=epochs, warmup_epochs=epochs // 2,
                        arch_lr=0.05)
     row = run_trial(cfg, train_epochs=train_epochs, progress=progress, log=log, resume=False)
     Path(out, "report.md").write_text(

@@ -4,8 +4,8 @@ Each grid point is one Optuna trial: search -> train the derived model from scra
 (:func:`tinykws.nas.search.run_trial`). The study lives in an Optuna storage (default: SQLite
 ``<out>/sweep.db``), so a sweep is resumable (finished trials are kept; trials cut off by a
 crash are run again, continuing their own checkpoints in ``<out>/trials/<name>``) and can be
-inspected with Optuna's tools. ``jobs`` > 1 runs trials in parallel threads (Optuna's
-``n_jobs``), one torch thread each. Objectives: validation accuracy (maximise) and the cost of
+inspected with Optuna's tools. ``jobs`` > 1 runs trials in that many worker processes
+on the shared storage (Optuna's distributed mode), one torch thread each by default. Objectives: validation accuracy (maximise) and the cost of
 the derived model (minimise); test accuracy is recorded as a trial attribute, never optimised.
 Grid points whose target no architecture can meet (e.g. too low for a width) are recorded as
 pruned with the reason.
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,10 +64,15 @@ def _study(cfg: SweepConfig):
                                load_if_exists=True)
 
 
-def run_sweep(cfg: SweepConfig, log=print, progress: bool = False) -> list[dict]:
-    """Run every grid point not finished yet; returns the rows of all finished trials."""
-    import optuna
-    import torch
+KEYS = ("frontend", "width", "target", "beta")
+
+
+def run_sweep(cfg: SweepConfig, log=print, progress: bool = False, threads: int = 0) -> list[dict]:
+    """Run every grid point not finished yet; returns the rows of all finished trials.
+
+    ``cfg.jobs`` > 1 starts that many worker processes on the same storage (Optuna's
+    distributed mode; threads would share the GIL), each with ``threads`` torch threads (1 by
+    default) and its own share of the grid points."""
     from optuna.trial import TrialState
 
     from ..audio import build_frontend, get_preset
@@ -73,14 +80,14 @@ def run_sweep(cfg: SweepConfig, log=print, progress: bool = False) -> list[dict]
     from ..data.features import cached_features
     from ..data.speech_commands import SpeechCommands
     from ..train.evaluate import task_of
+    from ..train.trainer import load_train_data
 
     grid = cfg.grid()
     if not grid:
         raise ValueError("empty sweep: give at least one front end, width, target and beta")
     for p in grid:  # bad settings fail here, before any work; infeasible targets are pruned later
-        tc = trial_config(cfg, p)
         try:
-            check_search_config(tc)
+            check_search_config(trial_config(cfg, p))
         except ValueError as exc:
             if "target" not in str(exc):
                 raise
@@ -98,50 +105,106 @@ def run_sweep(cfg: SweepConfig, log=print, progress: bool = False) -> list[dict]
     log(f"sweep: {len(grid)} grid points, {len(grid) - len(todo)} finished, {len(todo)} to run "
         f"(storage {cfg.storage_url()})")
     if todo:
-        # load the data once, in this thread (the caches are not written by parallel threads then)
-        tc0 = trial_config(cfg, todo[0])
-        from ..train.trainer import load_train_data
-
-        data = load_train_data(tc0.train_config(), progress=progress)
+        # load the data and features once here, so that the caches are written by one process
+        data = load_train_data(trial_config(cfg, todo[0]).train_config(), progress=progress)
         ds = SpeechCommands.open(cfg.data)
         test = load_clips(ds, ds.entries("testing", task_of(data.labels), 0.1, 0.1, 0), data.labels, 0)
         for fe in {p["frontend"] for p in todo}:
             fcfg = get_preset(fe)
             for clips in (data.val, test):
                 cached_features(clips, build_frontend(fcfg), fcfg.key())
-        for p in todo:
-            study.enqueue_trial({k: p[k] for k in ("frontend", "width", "target", "beta")})
-        if cfg.jobs > 1:
-            torch.set_num_threads(1)
-
-        def objective(trial):
-            p = {"frontend": trial.suggest_categorical("frontend", sorted({g["frontend"] for g in grid})),
-                 "width": trial.suggest_categorical("width", sorted({g["width"] for g in grid})),
-                 "target": trial.suggest_categorical("target", sorted({g["target"] for g in grid})),
-                 "beta": trial.suggest_categorical("beta", sorted({g["beta"] for g in grid}))}
-            name = trial_name(p)
-            trial.set_user_attr("name", name)
-            tc = trial_config(cfg, p)
-            try:
-                check_search_config(tc)
-            except ValueError as exc:
-                trial.set_user_attr("pruned_reason", str(exc))
-                log(f"[{name}] skipped: {exc}")
-                raise optuna.TrialPruned(str(exc)) from None
-            log(f"[{name}] search + training ...")
-            row = run_trial(tc, cfg.train_epochs, progress=False, log=lambda s: log(f"[{name}] {s}"), resume=True,
-                            data=data, train_kw={})
-            for k, v in row.items():
-                trial.set_user_attr(k, v)
-            log(f"[{name}] {row['arch']}: val {row['val_acc']:.4f}, test {row['test_acc']:.4f}, "
-                f"{row['macs'] / 1e6:.3f} M MACs")
-            cost_key = {"ops": "ops", "weight_bytes": "weight_bytes", "peak_act_bytes": "peak_act_bytes"}.get(tc.cost, "macs")
-            return row["val_acc"], row[cost_key]
-
-        study.optimize(objective, n_trials=len(todo), n_jobs=max(1, cfg.jobs), catch=(RuntimeError,))
+        jobs = max(1, min(cfg.jobs, len(todo)))
+        if jobs == 1:
+            _run_points(cfg, todo, data, log)
+        else:
+            _run_workers(cfg, todo, jobs, threads or 1, log)
     rows = sweep_rows(cfg)
     (Path(cfg.out) / "rows.json").write_text(json.dumps(rows, indent=1))
     return rows
+
+
+def _run_workers(cfg: SweepConfig, todo: list[dict], jobs: int, threads: int, log) -> None:
+    """Grid points dealt round-robin to `jobs` worker processes; a killed sweep takes its workers with it."""
+    import multiprocessing as mp
+    import threading
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(asdict(cfg), todo[i::jobs], threads)) for i in range(jobs)]
+    main = threading.current_thread() is threading.main_thread()  # signal handlers: main thread only
+    previous = signal.signal(signal.SIGTERM, _terminate) if main else None
+    try:
+        for pr in procs:
+            pr.start()
+        for pr in procs:
+            pr.join()
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+        for pr in procs:
+            if pr.is_alive():
+                pr.terminate()
+                pr.join()
+    bad = [pr.exitcode for pr in procs if pr.exitcode != 0]
+    if bad:
+        log(f"sweep: {len(bad)} of {jobs} workers exited with an error (codes {bad}); "
+            f"run the sweep again to redo their unfinished trials")
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _worker(cfg_dict: dict, points: list[dict], threads: int) -> None:
+    """One worker process of a parallel sweep: its grid points, one after the other."""
+    import torch
+
+    from ..train.trainer import load_train_data
+
+    torch.set_num_threads(threads)
+    cfg = SweepConfig(**cfg_dict)
+    data = load_train_data(trial_config(cfg, points[0]).train_config(), progress=False)
+    _run_points(cfg, points, data, lambda s: print(s, flush=True))
+
+
+def _run_points(cfg: SweepConfig, points: list[dict], data, log) -> None:
+    """Each grid point as one Optuna trial (asked with the point's values fixed, then told)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState
+
+    study = _study(cfg)
+    grid = cfg.grid()
+    space = {k: CategoricalDistribution(sorted({g[k] for g in grid})) for k in KEYS}
+    for p in points:
+        name = trial_name(p)
+        with warnings.catch_warnings():  # PartialFixedSampler is marked experimental
+            warnings.simplefilter("ignore")
+            study.sampler = optuna.samplers.PartialFixedSampler({k: p[k] for k in KEYS},
+                                                                optuna.samplers.RandomSampler())
+        trial = study.ask(space)
+        trial.set_user_attr("name", name)
+        tc = trial_config(cfg, p)
+        try:
+            check_search_config(tc)
+        except ValueError as exc:
+            trial.set_user_attr("pruned_reason", str(exc))
+            log(f"[{name}] skipped: {exc}")
+            study.tell(trial, state=TrialState.PRUNED)
+            continue
+        log(f"[{name}] search + training ...")
+        try:
+            row = run_trial(tc, cfg.train_epochs, progress=False, log=lambda s: log(f"[{name}] {s}"), resume=True,
+                            data=data, train_kw={})
+        except (RuntimeError, ValueError, OSError) as exc:
+            log(f"[{name}] failed: {exc}")
+            study.tell(trial, state=TrialState.FAIL)
+            continue
+        for k, v in row.items():
+            trial.set_user_attr(k, v)
+        log(f"[{name}] {row['arch']}: val {row['val_acc']:.4f}, test {row['test_acc']:.4f}, "
+            f"{row['macs'] / 1e6:.3f} M MACs")
+        cost_key = tc.cost if tc.cost in ("ops", "weight_bytes", "peak_act_bytes") else "macs"
+        study.tell(trial, [row["val_acc"], row[cost_key]])
 
 
 def sweep_rows(cfg_or_out) -> list[dict]:
