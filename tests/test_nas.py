@@ -1,11 +1,12 @@
 """Architecture search: codec, decoded models, cost tables, supernet sampling, search, sweep, CLI."""
 import json
 import random
-import subprocess
+from pathlib import Path
 import sys
 
 import pytest
 import torch
+from cli_helpers import last_json, run
 
 from tinykws.models import count_cost, create_model, list_models
 from tinykws.nas.arch import ArchError, parse_arch, parse_block
@@ -224,7 +225,7 @@ def test_beta_steers_the_derived_cost_and_search_resumes(tiny_dataset, tmp_path)
     assert [h["epoch"] for h in res.history] == [1, 2, 3]
 
 
-def test_trial_trains_the_derived_model_and_sweep_builds_the_table(tiny_dataset, tmp_path):
+def test_trial_trains_the_derived_model_and_sweep_builds_the_table(tiny_dataset, tmp_path, monkeypatch, capsys):
     from tinykws.nas.pareto import baseline_rows, format_table, pareto_front, plot_pareto
     from tinykws.nas.sweep import SweepConfig, run_sweep, sweep_rows
     from tinykws.train import load_model
@@ -256,6 +257,17 @@ def test_trial_trains_the_derived_model_and_sweep_builds_the_table(tiny_dataset,
     assert pareto_front(rows) and all(r in rows for r in pareto_front(rows))
     plot_pareto(allrows, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    # `tinykws pareto`: a sweep plus a trained model file (a searched model) and a baseline file
+    code, stdout, err = cli_in_process(monkeypatch, capsys, "pareto", tmp_path / "sweep", rows[0]["model_file"],
+                                       "--data", tiny_dataset, "--baseline", rows[1]["model_file"],
+                                       "--out", tmp_path / "par", "--json")
+    assert code == 0, err
+    d = json.loads(stdout.strip().splitlines()[-1])
+    kinds = [(r["name"], bool(r.get("baseline"))) for r in d["rows"]]
+    assert len(kinds) == 2 + 1 + 1 + 1 and sum(b for _, b in kinds) == 2  # 2 trials, the file, baseline, MLPerf
+    added = [r for r in d["rows"] if r["name"] == str(Path(rows[0]["model_file"]).parent)]
+    assert added and added[0]["macs"] == rows[0]["macs"] and added[0]["test_acc"] == rows[0]["test_acc"]
+    assert (tmp_path / "par" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_pareto_front_definition():
@@ -267,13 +279,6 @@ def test_pareto_front_definition():
 
 
 # ----------------------------------------------------------------------------- CLI
-
-def run_cli(*args, ok=True):
-    r = subprocess.run([sys.executable, "-m", "tinykws", *map(str, args)], capture_output=True, text=True, timeout=600)
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
-
 
 def cli_in_process(monkeypatch, capsys, *args) -> tuple[int, str, str]:
     """`tinykws ARGS` through the real entry point (errors -> exit code 2), without a new interpreter."""
@@ -291,10 +296,10 @@ def cli_in_process(monkeypatch, capsys, *args) -> tuple[int, str, str]:
 
 def test_cli_search_and_clear_errors(tiny_dataset, tmp_path, monkeypatch, capsys):
     out = tmp_path / "s"
-    r = run_cli("search", "--data", tiny_dataset, "--out", out, "--width", "0.5", "--layers", "3", "--kernels", "3",
+    r = run("search", "--data", tiny_dataset, "--out", out, "--width", "0.5", "--layers", "3", "--kernels", "3",
                 "--expansions", "1,2", "--target", "1e6", "--beta", "2", "--epochs", "2", "--warmup-epochs", "1",
                 "--batch-size", "16", "--threads", "1", "--json")
-    d = json.loads(r.stdout.strip().splitlines()[-1])
+    d = last_json(r)
     assert d["model"] == "mbnet" and parse_arch(d["arch"]).width == 0.5 and (out / "search.json").exists()
     assert d["searched_cost"] <= 1e6  # hard limit: the derived model meets the target
     code, stdout, _ = cli_in_process(monkeypatch, capsys, "arch-info", d["arch"], "--json")

@@ -159,14 +159,15 @@ def register(app: typer.Typer) -> None:
 
     @app.command("pareto")
     def pareto_cmd(
-        results: List[Path] = typer.Argument(..., help="sweep folders, run_trial folders (row.json) or rows JSON files"),
+        results: List[Path] = typer.Argument(..., help="sweep folders, trial folders (row.json), rows JSON files, "
+                                                   "or trained model files (.pt; tested on --data)"),
         out: Path = typer.Option(Path("pareto"), help="folder for table.md and pareto.png"),
         data: Optional[Path] = typer.Option(None, help="data set to test the baselines on (their testing list)"),
         baseline: List[str] = typer.Option(["dscnn-kws"], help="trained models to show for comparison"),
         as_json: bool = typer.Option(False, "--json"),
     ):
         """Table and Pareto plot (accuracy vs MACs and vs weight memory) of searched models and baselines."""
-        from ..nas.pareto import baseline_rows
+        from ..nas.pareto import baseline_rows, model_row
         from ..nas.sweep import sweep_rows
 
         rows = []
@@ -175,12 +176,15 @@ def register(app: typer.Typer) -> None:
                 rows += sweep_rows(r)
             elif r.is_dir() and (r / "row.json").exists():
                 rows.append(json.loads((r / "row.json").read_text()))
+            elif r.is_file() and r.suffix == ".pt":
+                rows.append(model_row(r, data))
             elif r.is_file():
                 d = json.loads(r.read_text())
-                rows += d if isinstance(d, list) else d.get("rows", [d])
+                rows += [x for x in (d if isinstance(d, list) else d.get("rows", [d])) if not x.get("baseline")]
             else:
-                raise FileNotFoundError(f"{r}: not a sweep folder, a trial folder (row.json) or a rows JSON file")
-        _write_pareto([r for r in rows if not r.get("baseline")] + baseline_rows(data, baseline), out, as_json)
+                raise FileNotFoundError(f"{r}: not a sweep folder, a trial folder (row.json), a rows JSON file "
+                                        f"or a model file")
+        _write_pareto(rows + baseline_rows(data, baseline), out, as_json)
 
     @app.command("arch-info")
     def arch_info_cmd(

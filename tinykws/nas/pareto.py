@@ -5,6 +5,7 @@ A row is a dict with at least ``test_acc`` (or ``val_acc``), ``macs``, ``params`
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 
@@ -21,29 +22,41 @@ def pareto_front(rows: list[dict], cost: str = "macs", acc: str = "test_acc") ->
     return sorted(front, key=lambda r: r[cost])
 
 
+def model_row(name: str | Path, data: str | Path | None = None) -> dict:
+    """A row for a trained model (a shipped name or a model file): cost, validation accuracy and,
+    with ``data``, test accuracy on its testing list. Searched models (``mbnet``, ``mbnet_raw``)
+    become searched rows, everything else a baseline."""
+    from ..models import count_cost
+    from ..train import evaluate_dir, load_model
+
+    net, bundle = load_model(name)
+    c = count_cost(net)
+    arch = bundle.model_kwargs.get("arch") or bundle.arch
+    label = str(Path(name).parent) if Path(name).name == "best.pt" else str(name)  # a run folder
+    row = {"name": label, "baseline": bundle.arch not in ("mbnet", "mbnet_raw"), "model": bundle.arch,
+           "frontend": _preset_name(bundle.frontend), "arch": arch, "params": c.params, "macs": c.macs,
+           "ops": 2 * c.macs, "weight_bytes": c.weight_bytes, "peak_act_bytes": c.peak_activation_bytes,
+           "val_acc": bundle.metrics.get("val_acc"), "test_acc": None,
+           "train_epochs": bundle.train_config.get("epochs"), "model_file": str(name)}
+    if data is not None:
+        res, _ = evaluate_dir(name, data, "testing")
+        row["test_acc"], row["test_n"] = res.accuracy, res.n
+    return row
+
+
 def baseline_rows(data: str | Path | None = None, models=("dscnn-kws",), reference: str = "dscnn_mlperf") -> list[dict]:
     """Cost (and test accuracy on ``data``'s testing list, when given) of trained baseline models
     (shipped names or files; missing ones are left out), plus the cost of the MLPerf Tiny KWS
     reference architecture (``reference``, accuracy not measured here)."""
     from ..models import count_cost, create_model
-    from ..train import ModelFileError, evaluate_dir, load_model
+    from ..train import ModelFileError
 
     rows = []
     for name in models:
         try:
-            net, bundle = load_model(name)
+            rows.append({**model_row(name, data), "baseline": True})
         except ModelFileError:
             continue
-        c = count_cost(net)
-        row = {"name": str(name), "baseline": True, "model": bundle.arch, "frontend": _preset_name(bundle.frontend),
-               "arch": bundle.arch, "params": c.params, "macs": c.macs, "ops": 2 * c.macs,
-               "weight_bytes": c.weight_bytes, "peak_act_bytes": c.peak_activation_bytes,
-               "val_acc": bundle.metrics.get("val_acc"), "test_acc": None,
-               "train_epochs": bundle.train_config.get("epochs")}
-        if data is not None:
-            res, _ = evaluate_dir(name, data, "testing")
-            row["test_acc"], row["test_n"] = res.accuracy, res.n
-        rows.append(row)
     if reference:
         c = count_cost(create_model(reference))
         rows.append({"name": "MLPerf Tiny KWS reference (cost only)", "baseline": True, "reference": True,
@@ -110,11 +123,14 @@ def plot_pareto(rows: list[dict], path: str | Path, acc: str = "test_acc", title
         if front:
             ax.step([r[key] / scale for r in front], [100 * r[acc] for r in front], where="post", color="gray",
                     lw=1, ls=":", label="Pareto front (searched)")
+        trained = [r for r in baselines if not r.get("reference") and r.get(acc) is not None]
+        for r, (marker, color) in zip(trained, itertools.cycle([("*", "black"), ("P", "dimgray"), ("X", "saddlebrown"),
+                                                                ("D", "darkslateblue")])):
+            ax.scatter([r[key] / scale], [100 * r[acc]], marker=marker, s=150, color=color,
+                       label=f"{r['name']} ({r['model']})")
         for r in baselines:
             if r.get("reference"):
                 ax.axvline(r[key] / scale, color="black", ls="--", lw=1, label=f"{r['name']}: {r[key] / scale:.2f}")
-            elif r.get(acc) is not None:
-                ax.scatter([r[key] / scale], [100 * r[acc]], marker="*", s=180, color="black", label=f"{r['name']} ({r['model']})")
         xs = [r[key] / scale for r in searched + baselines if r.get(key)]
         if xs and max(xs) / min(xs) > 8:
             ax.set_xscale("log")
