@@ -21,6 +21,18 @@ def test_info_json_contract():
     assert shipped["macs"] == d["macs"]
 
 
+def test_shipped_searched_model_beats_shipped_dscnn(mini_dir):
+    """nas-kws: a searched MFCC model with higher test accuracy than dscnn-kws at fewer MACs (docs/nas.md)."""
+    nas = last_json(run("info", "nas-kws", "--json"))
+    dscnn = last_json(run("info", "dscnn-kws", "--json"))
+    assert nas["macs"] <= dscnn["macs"] == 2_656_768, (nas["macs"], dscnn["macs"])
+    assert nas["input_shape"] == [49, 10]
+    acc_nas = last_json(run("eval", "--data", mini_dir, "--model", "nas-kws", "--json"))
+    acc_dscnn = last_json(run("eval", "--data", mini_dir, "--json"))
+    assert acc_nas["model"] == "nas-kws" and acc_nas["n"] == acc_dscnn["n"] == 691
+    assert acc_nas["accuracy"] > acc_dscnn["accuracy"], (acc_nas["accuracy"], acc_dscnn["accuracy"])
+
+
 def test_predict_and_confusion_png(mini_dir, tmp_path):
     clip = sorted((mini_dir / "yes").iterdir())[0]
     d = last_json(run("predict", clip, "--json"))

@@ -33,11 +33,15 @@ def model_row(name: str | Path, data: str | Path | None = None) -> dict:
     c = count_cost(net)
     arch = bundle.model_kwargs.get("arch") or bundle.arch
     label = str(Path(name).parent) if Path(name).name == "best.pt" else str(name)  # a run folder
-    row = {"name": label, "baseline": bundle.arch not in ("mbnet", "mbnet_raw"), "model": bundle.arch,
+    searched = bundle.arch in ("mbnet", "mbnet_raw")
+    row = {"name": label, "baseline": not searched, "model": bundle.arch,
            "frontend": _preset_name(bundle.frontend), "arch": arch, "params": c.params, "macs": c.macs,
            "ops": 2 * c.macs, "weight_bytes": c.weight_bytes, "peak_act_bytes": c.peak_activation_bytes,
            "val_acc": bundle.metrics.get("val_acc"), "test_acc": None,
            "train_epochs": bundle.train_config.get("epochs"), "model_file": str(name)}
+    if searched:
+        from .arch import parse_arch
+        row["width"] = parse_arch(arch).width
     if data is not None:
         res, _ = evaluate_dir(name, data, "testing")
         row["test_acc"], row["test_n"] = res.accuracy, res.n

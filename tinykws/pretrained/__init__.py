@@ -7,6 +7,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PRETRAINED = {
     "dscnn-kws": "dscnn_kws.pt",  # DS-CNN (MLPerf layout) trained on speech_commands_mini, 12 classes
+    "nas-kws": "nas_kws.pt",  # searched MBConv model (tinykws search, 10 MFCCs) trained on speech_commands_mini
 }
 DEFAULT = "dscnn-kws"
 
