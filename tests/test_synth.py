@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -107,6 +111,14 @@ def test_missing_espeak_and_bad_voice(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="apt-get install espeak-ng"):
         generate_synthetic(tmp_path / "b", SynthConfig(words=["go"]), progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_cli_missing_espeak_is_one_clear_line(tmp_path):
+    env = {**os.environ, "PATH": ""}
+    r = subprocess.run([sys.executable, "-m", "tinykws", "demo", "--out", str(tmp_path / "demo")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert "espeak-ng is not installed" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):

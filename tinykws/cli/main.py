@@ -210,11 +210,12 @@ def main() -> None:
     from ..audio import AudioError
     from ..data.download import DownloadError
     from ..data.speech_commands import DatasetError
+    from ..data.synth import SynthesisError
     from ..train import ModelFileError
 
     try:
         app()
-    except (AudioError, DatasetError, DownloadError, ModelFileError, FileExistsError, FileNotFoundError, ValueError, OSError) as exc:
+    except (AudioError, DatasetError, DownloadError, ModelFileError, SynthesisError, FileExistsError, FileNotFoundError, ValueError, OSError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -35,6 +35,10 @@ VOICES = ("en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-gb-x-gbcl
           "en+Andy", "en+steph")
 
 
+class SynthesisError(RuntimeError):
+    """espeak-ng is missing or failed."""
+
+
 @dataclass
 class SynthConfig:
     words: list[str] = field(default_factory=lambda: [*KEYWORDS, *OTHER_WORDS])
@@ -135,13 +139,13 @@ def synthesize_word(word: str, voice: str, speed: int, pitch: int, amplitude: in
                "-a", str(amplitude), word]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
-            raise RuntimeError(f"espeak-ng failed for {word!r} (voice {voice}): {res.stderr.strip()}")
+            raise SynthesisError(f"espeak-ng failed for {word!r} (voice {voice}): {res.stderr.strip()}")
         x, sr = sf.read(str(wav), dtype="float32")
     if x.ndim > 1:
         x = x.mean(axis=1)
     peak = float(np.abs(x).max()) if x.size else 0.0
     if peak == 0.0:
-        raise RuntimeError(f"espeak-ng produced silence for {word!r} (voice {voice})")
+        raise SynthesisError(f"espeak-ng produced silence for {word!r} (voice {voice})")
     loud = np.flatnonzero(np.abs(x) > 0.01 * peak)
     pad = sr // 100  # keep 10 ms around the speech
     x = x[max(loud[0] - pad, 0):loud[-1] + pad + 1]
@@ -239,8 +243,8 @@ def _check_config(config: SynthConfig) -> None:
 
 def _check_espeak(voices: list[str]) -> None:
     if shutil.which("espeak-ng") is None:
-        raise RuntimeError("espeak-ng is not installed (or not on PATH); "
-                           "install it with: sudo apt-get install espeak-ng")
+        raise SynthesisError("espeak-ng is not installed (or not on PATH); "
+                             "install it with: sudo apt-get install espeak-ng")
     def names(kind: str) -> set[str]:  # languages, voice names and files that `-v` accepts
         out = subprocess.run(["espeak-ng", f"--voices={kind}"], capture_output=True, text=True).stdout
         rows = [line.split() for line in out.splitlines()[1:]]
