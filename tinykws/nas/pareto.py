@@ -8,6 +8,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+from .arch import parse_arch
+
 
 def pareto_front(rows: list[dict], cost: str = "macs", acc: str = "test_acc") -> list[dict]:
     """Rows not dominated by another row (at most the cost and strictly more accurate, or cheaper and
@@ -40,7 +42,6 @@ def model_row(name: str | Path, data: str | Path | None = None) -> dict:
            "val_acc": bundle.metrics.get("val_acc"), "test_acc": None,
            "train_epochs": bundle.train_config.get("epochs"), "model_file": str(name)}
     if searched:
-        from .arch import parse_arch
         row["width"] = parse_arch(arch).width
     if data is not None:
         res, _ = evaluate_dir(name, data, "testing")
