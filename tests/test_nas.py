@@ -11,7 +11,7 @@ from cli_helpers import last_json, run
 from tinykws.models import count_cost, create_model, list_models
 from tinykws.nas.arch import ArchError, parse_arch, parse_block
 from tinykws.nas.cost import CostTable, LookupTableCost, make_cost_model, write_lut_template
-from tinykws.nas.search import SearchConfig, SearchResult, check_search_config, derive, search
+from tinykws.nas.search import SearchConfig, SearchResult, check_search_config, derive, random_arch, search
 from tinykws.nas.spaces import make_space
 from tinykws.nas.supernet import SuperNet
 
@@ -149,6 +149,32 @@ def test_impossible_targets_are_rejected_with_the_range(tmp_path):
         check_search_config(tiny_cfg(tmp_path, tmp_path / "s", target=0.5))
     with pytest.raises(ValueError, match="--space raw"):
         check_search_config(tiny_cfg(tmp_path, tmp_path / "s", frontend="raw"))
+
+
+@pytest.mark.parametrize("kind", ["mfcc", "raw"])
+def test_random_architectures_meet_the_limit_and_depend_only_on_the_seed(kind):
+    space = make_space(kind, width=0.5)
+    table = CostTable(space, make_cost_model("macs"))
+    lo, hi = table.range()
+    limit = lo + 0.1 * (hi - lo)
+    archs = [random_arch(table, limit, seed) for seed in range(8)]
+    assert all(lo <= table.of(c) <= limit for c in archs)
+    assert all(table.allowed[l, j] for c in archs for l, j in enumerate(c))  # no skip in layer 1
+    assert len({tuple(c) for c in archs}) == 8  # different seeds, different architectures
+    assert random_arch(table, limit, 3) == archs[3]  # the same seed, the same architecture
+    assert table.of(random_arch(table, None, 0)) > limit  # no limit: the random draw's argmax
+
+
+def test_cli_random_arch(monkeypatch, capsys):
+    code, stdout, _ = cli_in_process(monkeypatch, capsys, "random-arch", "--target", "2.65e6", "--width", "0.5",
+                                     "--seed", "1", "--json")
+    d = json.loads(stdout.strip().splitlines()[-1])
+    assert code == 0 and d["macs"] <= 2.65e6 and parse_arch(d["arch"]).width == 0.5
+    code, stdout2, _ = cli_in_process(monkeypatch, capsys, "random-arch", "--target", "2.65e6", "--width", "0.5",
+                                      "--seed", "1")
+    assert code == 0 and stdout2.strip() == d["arch"]
+    code, _, err = cli_in_process(monkeypatch, capsys, "random-arch", "--target", "1e3", "--width", "0.5")
+    assert code == 2 and "below the smallest architecture" in " ".join(err.split())
 
 
 # ----------------------------------------------------------------------------- supernet

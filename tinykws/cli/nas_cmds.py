@@ -1,4 +1,4 @@
-"""CLI commands of the nas stage: search, sweep, pareto, arch-info, lut-template."""
+"""CLI commands of the nas stage: search, sweep, pareto, arch-info, random-arch, lut-template."""
 from __future__ import annotations
 
 import json
@@ -207,6 +207,36 @@ def register(app: typer.Typer) -> None:
         print(f"{d['arch']}\n  model {d['model']}, {a.depth} MBConv blocks, {c['params']:,} parameters, "
               f"{c['macs'] / 1e6:.3f} M MACs ({c['ops'] / 1e6:.2f} M ops), weights {c['weight_bytes'] / 1024:.1f} KiB "
               f"at {weight_bits} bit, peak activations {c['peak_act_bytes'] / 1024:.1f} KiB at {act_bits} bit")
+
+    @app.command("random-arch")
+    def random_arch_cmd(
+        target: float = typer.Option(..., help="cost limit in the cost's unit (e.g. 2.65e6 MACs)"),
+        cost: str = typer.Option("macs", help="macs, ops, weight_bytes, peak_act_bytes, or lut:PATH"),
+        space: str = typer.Option("mfcc"),
+        frontend: Optional[str] = typer.Option(None),
+        width: float = typer.Option(1.0),
+        layers: int = typer.Option(12),
+        kernels: str = typer.Option("3,5,7"),
+        expansions: str = typer.Option("1,2,3,4,5,6"),
+        seed: int = typer.Option(0),
+        as_json: bool = typer.Option(False, "--json"),
+    ):
+        """Random-search baseline: a random architecture within the target, derived like a searched one."""
+        from ..nas.cost import CostTable, arch_cost, make_cost_model
+        from ..nas.search import random_arch
+        from ..nas.spaces import make_space
+
+        sp = make_space(space, frontend, width, layers, _ints(kernels, "kernels"), _ints(expansions, "expansions"))
+        table = CostTable(sp, make_cost_model(cost))
+        table.check_target(target)
+        arch = sp.arch(random_arch(table, target, seed))
+        c = arch_cost(arch, frontend)
+        if as_json:
+            _emit_json({"arch": arch, "seed": seed, "cost": cost, "target": target, **c})
+            return
+        print(arch)
+        err.print(f"{c['macs'] / 1e6:.3f} M MACs, {c['params']:,} parameters, {c['weight_bytes'] / 1024:.1f} KiB "
+                  f"weights (int8), {c['peak_act_bytes'] / 1024:.1f} KiB peak activations", highlight=False)
 
     @app.command("lut-template")
     def lut_template_cmd(

@@ -24,7 +24,7 @@ _EXPORTS = {
     "PeakActivationCost": "cost", "LookupTableCost": "cost", "CostTable": "cost", "make_cost_model": "cost",
     "arch_cost": "cost", "write_lut_template": "cost",
     "SuperNet": "supernet",
-    "SearchConfig": "search", "SearchResult": "search", "run_search": "search", "retrain": "search", "derive": "search",
+    "SearchConfig": "search", "SearchResult": "search", "run_search": "search", "retrain": "search", "derive": "search", "random_arch": "search",
     "run_trial": "search", "short_search_demo": "search",
     "SweepConfig": "sweep", "run_sweep": "sweep", "sweep_rows": "sweep",
     "pareto_front": "pareto", "format_table": "pareto", "plot_pareto": "pareto", "baseline_rows": "pareto",

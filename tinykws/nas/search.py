@@ -163,6 +163,17 @@ def derive(probs: torch.Tensor, table: CostTable, limit: float | None = None) ->
         choices[best[1]] = best[2]
 
 
+def random_arch(table: CostTable, limit: float | None = None, seed: int = 0) -> list[int]:
+    """Random-search baseline: a random architecture derived exactly like a searched one.
+
+    Per-layer probabilities are drawn at random (softmax of standard-normal logits) in place of
+    the learned ones; :func:`derive` then applies the same hard limit, so searched and random
+    architectures of one budget can be compared trained the same way."""
+    g = torch.Generator().manual_seed(int(seed))
+    logits = torch.randn(tuple(table.values.shape), generator=g, dtype=torch.float64)
+    return derive(torch.softmax(logits, 1), table, limit)
+
+
 def check_search_config(cfg: SearchConfig):
     """Space and cost table of a configuration; bad settings raise a clear ValueError before any data loads."""
     if cfg.epochs < 1 or not 0 <= cfg.warmup_epochs < cfg.epochs:
