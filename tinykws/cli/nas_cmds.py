@@ -31,6 +31,25 @@ def _ints(text: str, what: str) -> list[int]:
         raise ValueError(f"--{what}: expected comma-separated integers, got {text!r}") from None
 
 
+# Options describing a search space, shared by search, random-arch and lut-template (functions:
+# Typer consumes an option object, so every command needs its own).
+def _space_opts() -> dict:
+    return dict(
+        space=typer.Option("mfcc", help="search space: mfcc (MFCC features) or raw (16 kHz waveform)"),
+        frontend=typer.Option(None, help="front-end preset (MFCC count): paper10..paper40, mlperf; raw for --space raw "
+                                         "(default: paper10 / raw)"),
+        width=typer.Option(1.0, help="width multiplier omega"),
+        layers=typer.Option(12, help="searchable layers"),
+        kernels=typer.Option("3,5,7", help="depthwise kernels of the candidate blocks"),
+        expansions=typer.Option("1,2,3,4,5,6", help="expansion ratios of the candidate blocks"))
+
+
+def _space(space: str, frontend: str | None, width: float, layers: int, kernels: str, expansions: str):
+    from ..nas.spaces import make_space
+
+    return make_space(space, frontend, width, layers, _ints(kernels, "kernels"), _ints(expansions, "expansions"))
+
+
 def _log(quiet: bool):
     return (lambda s: None) if quiet else (lambda s: err.print(s, highlight=False, markup=False, soft_wrap=True))
 
@@ -56,16 +75,15 @@ def register(app: typer.Typer) -> None:
     def search_cmd(
         data: Path = typer.Option(..., help="Speech Commands folder (word folders, lists)"),
         out: Path = typer.Option(Path("runs/search"), help="run folder: checkpoints, metrics, search.json"),
-        space: str = typer.Option("mfcc", help="search space: mfcc (MFCC features) or raw (16 kHz waveform)"),
-        frontend: Optional[str] = typer.Option(None, help="front-end preset (MFCC count): paper10..paper40, mlperf; raw "
-                                                          "for --space raw (default: paper10 / raw)"),
+        space: str = _space_opts()["space"],
+        frontend: Optional[str] = _space_opts()["frontend"],
         target: float = typer.Option(2.5e6, help="cost target in the cost's unit (e.g. 2.5e6 MACs)"),
         cost: str = typer.Option("macs", help="macs, ops (2 x MACs), weight_bytes, peak_act_bytes, or lut:PATH"),
         beta: float = typer.Option(1.0, help="weight of the cost term: CE * (log E[cost] / log target) ** beta"),
-        width: float = typer.Option(1.0, help="width multiplier omega"),
-        layers: int = typer.Option(12, help="searchable layers"),
-        kernels: str = typer.Option("3,5,7", help="depthwise kernels of the candidate blocks"),
-        expansions: str = typer.Option("1,2,3,4,5,6", help="expansion ratios of the candidate blocks"),
+        width: float = _space_opts()["width"],
+        layers: int = _space_opts()["layers"],
+        kernels: str = _space_opts()["kernels"],
+        expansions: str = _space_opts()["expansions"],
         raw_frontend: str = typer.Option("conv_c16_k64_s32_p4", help="front end of the raw space (conv_... or sinc_...)"),
         epochs: int = typer.Option(40),
         warmup_epochs: int = typer.Option(10, help="epochs of weight training only, before architecture steps"),
@@ -212,21 +230,20 @@ def register(app: typer.Typer) -> None:
     def random_arch_cmd(
         target: float = typer.Option(..., help="cost limit in the cost's unit (e.g. 2.65e6 MACs)"),
         cost: str = typer.Option("macs", help="macs, ops, weight_bytes, peak_act_bytes, or lut:PATH"),
-        space: str = typer.Option("mfcc"),
-        frontend: Optional[str] = typer.Option(None),
-        width: float = typer.Option(1.0),
-        layers: int = typer.Option(12),
-        kernels: str = typer.Option("3,5,7"),
-        expansions: str = typer.Option("1,2,3,4,5,6"),
+        space: str = _space_opts()["space"],
+        frontend: Optional[str] = _space_opts()["frontend"],
+        width: float = _space_opts()["width"],
+        layers: int = _space_opts()["layers"],
+        kernels: str = _space_opts()["kernels"],
+        expansions: str = _space_opts()["expansions"],
         seed: int = typer.Option(0),
         as_json: bool = typer.Option(False, "--json"),
     ):
         """Random-search baseline: a random architecture within the target, derived like a searched one."""
         from ..nas.cost import CostTable, arch_cost, make_cost_model
         from ..nas.search import random_arch
-        from ..nas.spaces import make_space
 
-        sp = make_space(space, frontend, width, layers, _ints(kernels, "kernels"), _ints(expansions, "expansions"))
+        sp = _space(space, frontend, width, layers, kernels, expansions)
         table = CostTable(sp, make_cost_model(cost))
         table.check_target(target)
         arch = sp.arch(random_arch(table, target, seed))
@@ -241,21 +258,20 @@ def register(app: typer.Typer) -> None:
     @app.command("lut-template")
     def lut_template_cmd(
         out: Path = typer.Argument(..., help="JSON file to write"),
-        space: str = typer.Option("mfcc"),
-        frontend: Optional[str] = typer.Option(None),
-        width: float = typer.Option(1.0),
-        layers: int = typer.Option(12),
-        kernels: str = typer.Option("3,5,7"),
-        expansions: str = typer.Option("1,2,3,4,5,6"),
+        space: str = _space_opts()["space"],
+        frontend: Optional[str] = _space_opts()["frontend"],
+        width: float = _space_opts()["width"],
+        layers: int = _space_opts()["layers"],
+        kernels: str = _space_opts()["kernels"],
+        expansions: str = _space_opts()["expansions"],
         overwrite: bool = typer.Option(False),
     ):
         """Write a per-layer cost lookup table for a space (MAC-based latency estimates to replace by
         measurements), for `tinykws search --cost lut:FILE`."""
         from ..nas.cost import write_lut_template
-        from ..nas.spaces import make_space
 
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
-        sp = make_space(space, frontend, width, layers, _ints(kernels, "kernels"), _ints(expansions, "expansions"))
+        sp = _space(space, frontend, width, layers, kernels, expansions)
         t = write_lut_template(sp, out)
         err.print(f"{len(t['blocks'])} entries written to {out}")
