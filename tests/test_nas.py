@@ -12,7 +12,7 @@ from tinykws.models import count_cost, create_model, list_models
 from tinykws.nas.arch import ArchError, parse_arch, parse_block
 from tinykws.nas.cost import CostTable, LookupTableCost, make_cost_model, write_lut_template
 from tinykws.nas.search import SearchConfig, SearchResult, check_search_config, derive, random_arch, search
-from tinykws.nas.spaces import make_space
+from tinykws.nas.spaces import SearchSpace, make_space
 from tinykws.nas.supernet import SuperNet
 
 ARCH = "w0.5-ir_k3_e2-ir_k5_e3-skip-ir_k7_e1"
@@ -46,6 +46,10 @@ def test_arch_string_round_trip_and_blocks():
     ("", "empty architecture"),
     ("w1-fft_c8_k3_s2-ir_k3_e1", "unknown block 'fft_c8_k3_s2'"),
     ("w1-sinc_c8-ir_k3_e1", "unknown front end"),
+    ("w1-ir_k3_e1-s1x2", "right after the width"),
+    ("w1-s2-ir_k3_e1", "does not fit a MFCC"),
+    ("w1-s1x2-conv_c16_k64_s32_p4-ir_k3_e1", "does not fit a raw"),
+    ("w1-s0x2-ir_k3_e1", "at least 1"),
 ])
 def test_bad_arch_strings_say_what_is_wrong(text, msg):
     with pytest.raises(ArchError, match=msg):
@@ -62,6 +66,25 @@ def test_registered_models_decode_strings():
     # the paper's stem: 5 (MFCC) x 11 (time), stride 2 along time, 72 x omega channels
     stem = create_model("mbnet", arch="w1-ir_k3_e1").stem.conv
     assert stem.kernel_size == (11, 5) and stem.stride == (2, 1) and stem.out_channels == 72
+
+
+def test_first_stride_token_sets_the_resolution_of_the_blocks():
+    a = parse_arch("w0.5-s1x2-ir_k3_e1-skip")
+    assert a.stride == (1, 2) and str(a) == "w0.5-s1x2-ir_k3_e1-skip" and parse_arch("w1-ir_k3_e1").stride is None
+    default, kept = create_model("mbnet", arch="w0.5-ir_k3_e1-ir_k3_e1"), create_model("mbnet", arch="w0.5-s1x2-ir_k3_e1-ir_k3_e1")
+    assert default.blocks[-1].out_size == (13, 5) and kept.blocks[-1].out_size == (25, 5)  # the DS-CNN's 25 x 5 map
+    assert kept(torch.randn(2, 49, 10)).shape == (2, 12) and kept.arch_string == "w0.5-s1x2-ir_k3_e1-ir_k3_e1"
+    assert count_cost(kept).macs > count_cost(default).macs
+    raw = create_model("mbnet_raw", input_shape=(16000,), arch="w0.5-s1-conv_c16_k64_s32_p4-ir_k3_e1-ir_k3_e1")
+    assert raw.blocks[0].out_size == raw.stem.out_size  # stride 1 keeps the frames
+    space = make_space("mfcc", "paper10", 0.5, layers=3, first_stride=(1, 2))
+    assert space.arch([0, 0, len(space.ops) - 1]).startswith("w0.5-s1x2-") and space.layer_shapes()[0].stride == (1, 2)
+    assert space.layer_shapes()[0].key(space.ops[0]) == "ir_k3_e1|c36>36|s1x2|25x10"
+    assert SearchSpace.from_dict(space.to_dict()) == space
+    with pytest.raises(ArchError, match="stride token does not match"):
+        space.choices("w0.5-ir_k3_e1-ir_k3_e1-skip")
+    with pytest.raises(ValueError, match="frames x coefficients"):
+        make_space("mfcc", "paper10", first_stride=(2,))
 
 
 def test_mismatched_front_end_and_space_are_clear_errors():
@@ -100,9 +123,10 @@ def test_sinc_front_end_learns_cut_offs_and_counts_as_a_conv():
 
 # ----------------------------------------------------------------------------- costs
 
-@pytest.mark.parametrize("kind, fe, width", [("mfcc", "paper10", 0.5), ("mfcc", "paper20", 0.25), ("raw", "raw", 0.5)])
-def test_cost_tables_match_the_cost_counter(kind, fe, width):
-    space = make_space(kind, fe, width, layers=5, kernels=(3, 7), expansions=(1, 4))
+@pytest.mark.parametrize("kind, fe, width, stride", [("mfcc", "paper10", 0.5, ()), ("mfcc", "paper20", 0.25, ()),
+                                                     ("mfcc", "paper10", 0.5, (1, 2)), ("raw", "raw", 0.5, ())])
+def test_cost_tables_match_the_cost_counter(kind, fe, width, stride):
+    space = make_space(kind, fe, width, layers=5, kernels=(3, 7), expansions=(1, 4), first_stride=stride)
     tables = {k: CostTable(space, make_cost_model(k)) for k in ("macs", "ops", "weight_bytes", "peak_act_bytes")}
     rng = random.Random(0)
     for _ in range(4):
@@ -175,13 +199,19 @@ def test_cli_random_arch(monkeypatch, capsys):
     assert code == 0 and stdout2.strip() == d["arch"]
     code, _, err = cli_in_process(monkeypatch, capsys, "random-arch", "--target", "1e3", "--width", "0.5")
     assert code == 2 and "below the smallest architecture" in " ".join(err.split())
+    code, stdout, _ = cli_in_process(monkeypatch, capsys, "random-arch", "--target", "2.65e6", "--width", "0.5",
+                                     "--first-stride", "1x2", "--json")
+    d = json.loads(stdout.strip().splitlines()[-1])
+    assert code == 0 and d["macs"] <= 2.65e6 and parse_arch(d["arch"]).stride == (1, 2)
+    code, _, err = cli_in_process(monkeypatch, capsys, "random-arch", "--target", "2.65e6", "--first-stride", "1by2")
+    assert code == 2 and "--first-stride" in err
 
 
 # ----------------------------------------------------------------------------- supernet
 
-@pytest.mark.parametrize("share", [False, True])
-def test_binarized_path_sampling_and_gradients(share):
-    space = make_space("mfcc", "paper10", 0.25, layers=3, kernels=(3, 5), expansions=(1, 2))
+@pytest.mark.parametrize("share, stride", [(False, ()), (True, ()), (True, (1, 2))])
+def test_binarized_path_sampling_and_gradients(share, stride):
+    space = make_space("mfcc", "paper10", 0.25, layers=3, kernels=(3, 5), expansions=(1, 2), first_stride=stride)
     net = SuperNet(space, quant_bits=8, share_weights=share)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4, 49, 10)
@@ -260,7 +290,8 @@ def test_trial_trains_the_derived_model_and_sweep_builds_the_table(tiny_dataset,
     cfg = SweepConfig(data=str(tiny_dataset), out=str(tmp_path / "sweep"), frontends=["paper10", "raw"],
                       betas=[4.0], targets=[1.5e6, 1e5], widths=[0.5],
                       search={k: v for k, v in base.__dict__.items() if k in
-                              ("layers", "kernels", "expansions", "epochs", "warmup_epochs", "arch_lr", "batch_size")},
+                              ("layers", "kernels", "expansions", "epochs", "warmup_epochs", "arch_lr", "batch_size")}
+                      | {"first_stride": [1, 2]},  # for the MFCC trials; the raw one keeps its 1-D default
                       train_epochs=1, jobs=2)
     rows = run_sweep(cfg, log=lambda s: None)  # two worker processes on one Optuna storage
     # 1e5 MACs is below every architecture: those grid points are pruned, not failed
@@ -269,6 +300,7 @@ def test_trial_trains_the_derived_model_and_sweep_builds_the_table(tiny_dataset,
         net, bundle = load_model(r["model_file"])
         assert bundle.arch == r["model"] and bundle.model_kwargs["arch"] == r["arch"]
         assert count_cost(net).macs == r["macs"] and 0 <= r["test_acc"] <= 1
+        assert parse_arch(r["arch"]).stride == ((1, 2) if r["frontend"] == "paper10" else None)
     assert rows == sweep_rows(tmp_path / "sweep")  # kept in the Optuna storage
     again = run_sweep(cfg, log=lambda s: None)  # resumed: nothing left to run
     assert len(again) == 2

@@ -41,13 +41,28 @@ def _space_opts() -> dict:
         width=typer.Option(1.0, help="width multiplier omega"),
         layers=typer.Option(12, help="searchable layers"),
         kernels=typer.Option("3,5,7", help="depthwise kernels of the candidate blocks"),
-        expansions=typer.Option("1,2,3,4,5,6", help="expansion ratios of the candidate blocks"))
+        expansions=typer.Option("1,2,3,4,5,6", help="expansion ratios of the candidate blocks"),
+        first_stride=typer.Option(None, help="stride of the first searchable layer: frames x coefficients for mfcc "
+                                             "(1x2 keeps the 25x5 map of the MLPerf DS-CNN), one number for raw "
+                                             "(default 2: the papers' space)"))
 
 
-def _space(space: str, frontend: str | None, width: float, layers: int, kernels: str, expansions: str):
+def _stride(text: str | None) -> list[int]:
+    """'1x2' -> [1, 2]; None -> [] (the space's default)."""
+    if not text:
+        return []
+    try:
+        return [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        raise ValueError(f"--first-stride: expected a stride like 2 or 1x2, got {text!r}") from None
+
+
+def _space(space: str, frontend: str | None, width: float, layers: int, kernels: str, expansions: str,
+           first_stride: str | None = None):
     from ..nas.spaces import make_space
 
-    return make_space(space, frontend, width, layers, _ints(kernels, "kernels"), _ints(expansions, "expansions"))
+    return make_space(space, frontend, width, layers, _ints(kernels, "kernels"), _ints(expansions, "expansions"),
+                      first_stride=_stride(first_stride))
 
 
 def _log(quiet: bool):
@@ -84,6 +99,7 @@ def register(app: typer.Typer) -> None:
         layers: int = _space_opts()["layers"],
         kernels: str = _space_opts()["kernels"],
         expansions: str = _space_opts()["expansions"],
+        first_stride: Optional[str] = _space_opts()["first_stride"],
         raw_frontend: str = typer.Option("conv_c16_k64_s32_p4", help="front end of the raw space (conv_... or sinc_...)"),
         epochs: int = typer.Option(40),
         warmup_epochs: int = typer.Option(10, help="epochs of weight training only, before architecture steps"),
@@ -110,8 +126,8 @@ def register(app: typer.Typer) -> None:
 
         cfg = SearchConfig(data=str(data), out=str(out), space=space, frontend=frontend or "", width=width,
                            layers=layers, kernels=_ints(kernels, "kernels"), expansions=_ints(expansions, "expansions"),
-                           raw_frontend=raw_frontend, cost=cost, target=target, beta=beta, weight_bits=weight_bits,
-                           act_bits=act_bits, quant_bits=quant_bits, share_weights=share_weights, epochs=epochs,
+                           raw_frontend=raw_frontend, first_stride=_stride(first_stride), cost=cost, target=target,
+                           beta=beta, weight_bits=weight_bits, act_bits=act_bits, quant_bits=quant_bits, share_weights=share_weights, epochs=epochs,
                            warmup_epochs=warmup_epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                            arch_lr=arch_lr, seed=seed, threads=threads, device=device)
         log = _log(as_json)
@@ -155,6 +171,8 @@ def register(app: typer.Typer) -> None:
         arch_lr: float = typer.Option(0.02),
         device: str = typer.Option("cpu", help="device of the searches: cpu, cuda, cuda:N or auto"),
         layers: int = typer.Option(12),
+        first_stride: Optional[str] = typer.Option(None, help="first-layer stride of the MFCC trials (e.g. 1x2; "
+                                                               "default 2, the papers' space)"),
         train_epochs: int = typer.Option(40, help="epochs of training the derived model from scratch"),
         jobs: int = typer.Option(1, help="trials in parallel: worker processes on the shared Optuna storage"),
         threads: int = typer.Option(0, help="torch threads per trial (0: default; 1 with --jobs > 1)"),
@@ -170,7 +188,8 @@ def register(app: typer.Typer) -> None:
                           betas=_floats(betas, "betas"), targets=_floats(targets, "targets"),
                           widths=_floats(widths, "widths"),
                           search={"cost": cost, "epochs": epochs, "warmup_epochs": warmup_epochs, "arch_lr": arch_lr,
-                                  "layers": layers, "threads": threads, "device": device},
+                                  "layers": layers, "threads": threads, "device": device,
+                                  "first_stride": _stride(first_stride)},
                           train_epochs=train_epochs, jobs=jobs, storage=storage)
         rows = run_sweep(cfg, log=_log(as_json), threads=threads)
         _write_pareto(rows + baseline_rows(data, baseline), out, as_json)
@@ -236,6 +255,7 @@ def register(app: typer.Typer) -> None:
         layers: int = _space_opts()["layers"],
         kernels: str = _space_opts()["kernels"],
         expansions: str = _space_opts()["expansions"],
+        first_stride: Optional[str] = _space_opts()["first_stride"],
         seed: int = typer.Option(0),
         as_json: bool = typer.Option(False, "--json"),
     ):
@@ -243,7 +263,7 @@ def register(app: typer.Typer) -> None:
         from ..nas.cost import CostTable, arch_cost, make_cost_model
         from ..nas.search import random_arch
 
-        sp = _space(space, frontend, width, layers, kernels, expansions)
+        sp = _space(space, frontend, width, layers, kernels, expansions, first_stride)
         table = CostTable(sp, make_cost_model(cost))
         table.check_target(target)
         arch = sp.arch(random_arch(table, target, seed))
@@ -264,6 +284,7 @@ def register(app: typer.Typer) -> None:
         layers: int = _space_opts()["layers"],
         kernels: str = _space_opts()["kernels"],
         expansions: str = _space_opts()["expansions"],
+        first_stride: Optional[str] = _space_opts()["first_stride"],
         overwrite: bool = typer.Option(False),
     ):
         """Write a per-layer cost lookup table for a space (MAC-based latency estimates to replace by
@@ -272,6 +293,6 @@ def register(app: typer.Typer) -> None:
 
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
-        sp = _space(space, frontend, width, layers, kernels, expansions)
+        sp = _space(space, frontend, width, layers, kernels, expansions, first_stride)
         t = write_lut_template(sp, out)
         err.print(f"{len(t['blocks'])} entries written to {out}")

@@ -6,7 +6,8 @@
   BN, ReLU6. The papers lay features out as (coefficients, frames); tinykws uses (frames,
   coefficients), so the same convolution has kernel (11, 5) and stride (2, 1) here;
 - one MBConv block (``ir_k<k>_e<e>``) or nothing (``skip``) per searchable layer, 72 channels,
-  the first block with stride 2 (no residual there; residuals wherever shapes match);
+  the first block with stride 2 (no residual there; residuals wherever shapes match; a stride
+  token such as ``s1x2`` in the architecture string sets another first stride);
 - 1x1 conv to 144 channels, BN, ReLU6, average pooling over the whole map, dropout, FC.
 
 ``mbnet_raw`` (raw 16 kHz waveform (B, samples)), the end-to-end space: a learnable front
@@ -98,7 +99,7 @@ def _mel2hz(m):
 def make_block(block, in_ch: int, out_ch: int, stride: int, in_size, dims: int) -> nn.Module:
     """The module of one searchable layer: an InvertedResidual, or Identity for ``skip``."""
     if block.is_skip:
-        if stride != 1 or in_ch != out_ch:
+        if any(v != 1 for v in ((stride,) if isinstance(stride, int) else stride)) or in_ch != out_ch:
             raise ValueError(f"a skipped layer cannot change the shape (stride {stride}, {in_ch} -> {out_ch} channels)")
         m = nn.Identity()
         m.out_size = tuple(in_size)
@@ -140,7 +141,7 @@ class MBNet(nn.Module):
 
     def __init__(self, arch, num_classes: int = 12, input_shape=(49, 10), raw: bool = False,
                  channels: int | None = None, head_channels: int | None = None, dropout: float = 0.1,
-                 first_stride: int = 2, sample_rate: int = 16000):
+                 first_stride: int = 2, sample_rate: int = 16000, stem_dropout: float = 0.0):
         super().__init__()
         from ..nas.arch import ArchError, scaled
 
@@ -169,9 +170,11 @@ class MBNet(nn.Module):
         else:
             self.stem = make_mfcc_stem(a.width, self.input_shape, channels=channels or MFCC_CHANNELS)
             in_ch = c
+        self.stem_drop = nn.Dropout(stem_dropout)
         size, layers = self.stem.out_size, []
+        stride0 = a.stride if a.stride is not None else first_stride  # the string's stride token wins
         for i, b in enumerate(a.blocks):
-            layers.append(make_block(b, in_ch if i == 0 else c, c, first_stride if i == 0 else 1, size, dims))
+            layers.append(make_block(b, in_ch if i == 0 else c, c, stride0 if i == 0 else 1, size, dims))
             size = layers[-1].out_size
         self.blocks = nn.Sequential(*layers)
         self.head = ConvBNAct(c, h, 1, act="relu6", dims=dims)
@@ -181,7 +184,7 @@ class MBNet(nn.Module):
         self.arch_string = str(a)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(as_signal(x) if self.raw else as_image(x))
+        x = self.stem_drop(self.stem(as_signal(x) if self.raw else as_image(x)))
         x = self.pool(self.head(self.blocks(x)))
         return self.fc(self.drop(x.flatten(1)))
 

@@ -9,6 +9,9 @@ Tokens, in this order:
 
 - ``w<omega>``: width multiplier (optional; default 1). Channel counts are the
   space's base counts times omega, rounded.
+- ``s<frames>x<coefficients>`` (MFCC models) or ``s<n>`` (raw models): stride of the first
+  searchable layer (optional; default 2 along every axis, as the papers). ``s1x2`` halves only
+  the MFCC axis, which keeps the 25 x 5 map of the MLPerf DS-CNN instead of 13 x 5.
 - front end, raw-waveform models only (``mbnet_raw``):
   ``conv_c<channels>_k<kernel>_s<stride>[_p<pool>]``: a strided Conv1d on the 16 kHz
   waveform (a learned filterbank), BN, ReLU, then max-pooling by ``pool``;
@@ -16,7 +19,7 @@ Tokens, in this order:
   filters (two learned cut-offs per channel) instead of free kernels.
 - one token per searchable layer: ``ir_k<kernel>_e<expansion>`` is an MBConv block
   (1x1 expansion by e, kxk depthwise, 1x1 linear projection); ``skip`` leaves the
-  layer out. The first layer downsamples (stride 2) and cannot be a skip.
+  layer out. The first layer downsamples and cannot be a skip.
 
 This module has no dependencies on the rest of tinykws; ``tinykws.models.mbnet``
 decodes strings into models.
@@ -33,6 +36,7 @@ class ArchError(ValueError):
 
 _IR = re.compile(r"^ir_k(\d+)_e(\d+)$")
 _WIDTH = re.compile(r"^w(\d+(?:\.\d+)?|\.\d+)$")
+_STRIDE = re.compile(r"^s(\d+)(?:x(\d+))?$")
 _FRONT = re.compile(r"^(conv|sinc)_c(\d+)_k(\d+)_s(\d+)(?:_p(\d+))?$")
 BLOCK_HELP = "'ir_k<kernel>_e<expansion>' (e.g. ir_k5_e3) or 'skip'"
 FRONT_HELP = "'conv_c<channels>_k<kernel>_s<stride>[_p<pool>]' or 'sinc_c<channels>_k<kernel>_s<stride>[_p<pool>]'"
@@ -94,6 +98,7 @@ class Arch:
     blocks: tuple[Block, ...]
     width: float = 1.0
     frontend: FrontEnd | None = None
+    stride: tuple | None = None  # first searchable layer; None: 2 along every axis
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -108,6 +113,8 @@ class Arch:
 
     def __str__(self) -> str:
         tokens = [f"w{self.width:g}"]
+        if self.stride is not None:
+            tokens.append("s" + "x".join(map(str, self.stride)))
         if self.frontend is not None:
             tokens.append(str(self.frontend))
         return "-".join(tokens + [str(b) for b in self.blocks])
@@ -139,7 +146,7 @@ def parse_arch(text: str | Arch) -> Arch:
     if not isinstance(text, str) or not text.strip():
         raise ArchError(f"empty architecture string {text!r}: expected tokens like 'w0.75-ir_k5_e3-skip-...'")
     tokens = [t for t in re.split(r"[-\s,]+", text.strip()) if t]
-    width, frontend, blocks = 1.0, None, []
+    width, frontend, stride, blocks = 1.0, None, None, []
     for i, tok in enumerate(tokens):
         low = tok.lower()
         if _WIDTH.match(low):
@@ -148,6 +155,12 @@ def parse_arch(text: str | Arch) -> Arch:
             width = float(low[1:])
             if not 0 < width <= 8:
                 raise ArchError(f"{text!r}: width multiplier {width} out of range (0, 8]")
+        elif _STRIDE.match(low):
+            if blocks or frontend is not None or stride is not None:
+                raise ArchError(f"{text!r}: the stride token {tok!r} must come right after the width, once")
+            stride = tuple(int(v) for v in _STRIDE.match(low).groups() if v is not None)
+            if min(stride) < 1:
+                raise ArchError(f"{text!r}: stride {tok!r} must be at least 1 along every axis")
         elif _FRONT.match(low) or low.startswith(("conv_", "sinc_")):
             if blocks or frontend is not None:
                 raise ArchError(f"{text!r}: the front-end token {tok!r} must come before the blocks, once")
@@ -160,15 +173,18 @@ def parse_arch(text: str | Arch) -> Arch:
     if not blocks:
         raise ArchError(f"{text!r}: no blocks; expected at least one {BLOCK_HELP}")
     if blocks[0].is_skip:
-        raise ArchError(f"{text!r}: the first layer downsamples (stride 2) and cannot be 'skip'")
-    return Arch(tuple(blocks), width, frontend)
+        raise ArchError(f"{text!r}: the first layer downsamples and cannot be 'skip'")
+    if stride is not None and len(stride) != (1 if frontend is not None else 2):
+        raise ArchError(f"{text!r}: stride token {'s' + 'x'.join(map(str, stride))!r} does not fit a "
+                        f"{'raw (1-D): use s<n>' if frontend is not None else 'MFCC (2-D) model: use s<frames>x<coefficients>'}")
+    return Arch(tuple(blocks), width, frontend, stride)
 
 
-def format_arch(blocks, width: float = 1.0, frontend: FrontEnd | str | None = None) -> str:
+def format_arch(blocks, width: float = 1.0, frontend: FrontEnd | str | None = None, stride=None) -> str:
     """The string of an architecture given as blocks (Block objects or tokens)."""
     fe = parse_frontend(frontend) if isinstance(frontend, str) else frontend
     bl = tuple(b if isinstance(b, Block) else parse_block(b) for b in blocks)
-    return str(Arch(bl, width, fe))
+    return str(Arch(bl, width, fe, tuple(stride) if stride else None))
 
 
 def scaled(channels: int, width: float) -> int:

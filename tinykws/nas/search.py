@@ -53,6 +53,7 @@ class SearchConfig:
     kernels: list = field(default_factory=lambda: [3, 5, 7])
     expansions: list = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])
     raw_frontend: str = "conv_c16_k64_s32_p4"  # front end of the raw space (conv_... or sinc_...)
+    first_stride: list = field(default_factory=list)  # first searchable layer; [] = 2 (the papers), [1, 2] keeps 25x5
     cost: str = "macs"  # macs | ops | weight_bytes | peak_act_bytes | lut:PATH
     target: float = 2.5e6  # in the cost's unit
     beta: float = 1.0
@@ -89,7 +90,7 @@ class SearchConfig:
 
     def make_space(self, num_classes: int = 12):
         return make_space(self.space, self.frontend_preset, self.width, self.layers, tuple(self.kernels),
-                          tuple(self.expansions), self.raw_frontend, num_classes)
+                          tuple(self.expansions), self.raw_frontend, num_classes, tuple(self.first_stride))
 
     def make_table(self, space) -> CostTable:
         return CostTable(space, make_cost_model(self.cost, self.weight_bits, self.act_bits))

@@ -10,6 +10,8 @@
 
 Each searchable layer chooses among MBConv blocks ``ir_k<k>_e<e>`` for every kernel k and
 expansion e of the space, and ``skip``; the first layer (stride 2) cannot be skipped.
+``first_stride`` (e.g. ``(1, 2)``: frames x coefficients) gives the first layer another stride
+and every architecture of the space the matching ``s1x2`` token.
 """
 from __future__ import annotations
 
@@ -28,13 +30,14 @@ class LayerShape:
     index: int
     in_ch: int
     out_ch: int
-    stride: int
+    stride: int | tuple  # an int when equal along every axis
     in_size: tuple
     dims: int
 
     def key(self, block) -> str:
         """Lookup-table key of ``block`` at this position, e.g. ``ir_k5_e3|c36>36|s1|13x5``."""
-        return f"{block}|c{self.in_ch}>{self.out_ch}|s{self.stride}|{'x'.join(map(str, self.in_size))}"
+        s = self.stride if isinstance(self.stride, int) else "x".join(map(str, self.stride))
+        return f"{block}|c{self.in_ch}>{self.out_ch}|s{s}|{'x'.join(map(str, self.in_size))}"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class SearchSpace:
     raw_frontend: str = DEFAULT_RAW_FRONTEND
     num_classes: int = 12
     model_kwargs: dict = field(default_factory=dict, compare=False, hash=False)
+    first_stride: tuple = ()  # stride of the first searchable layer; () = 2 along every axis
 
     def __post_init__(self):
         if self.kind not in SPACES:
@@ -55,7 +59,11 @@ class SearchSpace:
         object.__setattr__(self, "input_shape", tuple(int(v) for v in self.input_shape))
         object.__setattr__(self, "kernels", tuple(int(k) for k in self.kernels))
         object.__setattr__(self, "expansions", tuple(int(e) for e in self.expansions))
+        object.__setattr__(self, "first_stride", tuple(int(s) for s in self.first_stride))
         want = 1 if self.kind == "raw" else 2
+        if self.first_stride and (len(self.first_stride) != want or min(self.first_stride) < 1):
+            raise ValueError(f"first stride {'x'.join(map(str, self.first_stride))} does not fit the {self.kind!r} space: "
+                             f"give {'one positive stride (e.g. 2)' if want == 1 else 'frames x coefficients (e.g. 1x2)'}")
         if len(self.input_shape) != want:
             raise ValueError(
                 f"search space {self.kind!r} needs {'the raw waveform (front end raw)' if want == 1 else 'MFCC features (front end mlperf or paper10..paper40)'}"
@@ -95,7 +103,7 @@ class SearchSpace:
         if len(choices) != self.layers:
             raise ValueError(f"need {self.layers} choices, got {len(choices)}")
         ops = self.ops
-        return format_arch([ops[i] for i in choices], self.width, self.frontend)
+        return format_arch([ops[i] for i in choices], self.width, self.frontend, self.first_stride or None)
 
     def choices(self, arch: str) -> list[int]:
         """Op indices of an architecture string of this space (inverse of ``arch``)."""
@@ -104,6 +112,9 @@ class SearchSpace:
             raise ArchError(f"{arch!r} is a {a.space} architecture, not one of the {self.kind} space")
         if len(a.blocks) != self.layers:
             raise ArchError(f"{arch!r} has {len(a.blocks)} layers; this space has {self.layers}")
+        if (a.stride or ()) != self.first_stride:
+            want = "s" + "x".join(map(str, self.first_stride)) if self.first_stride else "none"
+            raise ArchError(f"{arch!r}: its first-layer stride token does not match this space's ({want})")
         ops = self.ops
         for b in a.blocks:
             if b not in ops:
@@ -113,7 +124,7 @@ class SearchSpace:
     def smallest_arch(self) -> str:
         """Cheapest block in layer 0, skips elsewhere (cheapest in MACs; see CostTable.range for others)."""
         return format_arch([Block("ir", min(self.kernels), min(self.expansions))] + [SKIP] * (self.layers - 1),
-                           self.width, self.frontend)
+                           self.width, self.frontend, self.first_stride or None)
 
     # ------------------------------------------------------------------ models
     def build(self, arch: str):
@@ -129,8 +140,10 @@ class SearchSpace:
         dims = 1 if self.kind == "raw" else 2
         size, out = ref.stem.out_size, []
         for i, blk in enumerate(ref.blocks):
-            out.append(LayerShape(i, blk.in_ch, blk.out_ch, blk.stride if isinstance(blk.stride, int) else blk.stride[0],
-                                  tuple(size), dims))
+            st = blk.stride if isinstance(blk.stride, int) else tuple(blk.stride)
+            if not isinstance(st, int) and len(set(st)) == 1:
+                st = st[0]
+            out.append(LayerShape(i, blk.in_ch, blk.out_ch, st, tuple(size), dims))
             size = blk.out_size
         return out
 
@@ -142,17 +155,18 @@ class SearchSpace:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["input_shape"], d["kernels"], d["expansions"] = list(self.input_shape), list(self.kernels), list(self.expansions)
+        d["first_stride"] = list(self.first_stride)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "SearchSpace":
         return cls(**{**d, "input_shape": tuple(d["input_shape"]), "kernels": tuple(d["kernels"]),
-                      "expansions": tuple(d["expansions"])})
+                      "expansions": tuple(d["expansions"]), "first_stride": tuple(d.get("first_stride", ()))})
 
 
 def make_space(kind: str = "mfcc", frontend: str | None = None, width: float = 1.0, layers: int = 12,
                kernels=(3, 5, 7), expansions=(1, 2, 3, 4, 5, 6), raw_frontend: str = DEFAULT_RAW_FRONTEND,
-               num_classes: int = 12, **model_kwargs) -> SearchSpace:
+               num_classes: int = 12, first_stride=(), **model_kwargs) -> SearchSpace:
     """A search space for a front-end preset (default: paper10 for mfcc, raw for raw); a front end
     that does not fit the space (MFCC features for the raw space, or the waveform for mfcc) raises
     a ValueError saying so."""
@@ -168,4 +182,4 @@ def make_space(kind: str = "mfcc", frontend: str | None = None, width: float = 1
                          f"{'--space raw' if fe.kind == 'raw' else '--space mfcc'} with it, or "
                          f"{'--frontend raw' if kind == 'raw' else '--frontend paper10 (or mlperf, paper20..paper40)'}")
     return SearchSpace(kind, fe.feature_shape, width, layers, tuple(kernels), tuple(expansions), raw_frontend,
-                       num_classes, dict(model_kwargs))
+                       num_classes, dict(model_kwargs), tuple(first_stride or ()))

@@ -50,6 +50,8 @@ def trial_name(p: dict) -> str:
 
 def trial_config(cfg: SweepConfig, p: dict) -> SearchConfig:
     base = {**cfg.search, "data": cfg.data}
+    if p["frontend"] == "raw":
+        base.pop("first_stride", None)  # a 2-D stride (frames x coefficients) is for the MFCC trials
     return SearchConfig.from_dict({**base, "out": str(Path(cfg.out) / "trials" / trial_name(p)),
                                    "space": "raw" if p["frontend"] == "raw" else "mfcc", "frontend": p["frontend"],
                                    "width": p["width"], "target": p["target"], "beta": p["beta"]})
