@@ -75,6 +75,9 @@ def test_first_stride_token_sets_the_resolution_of_the_blocks():
     assert default.blocks[-1].out_size == (13, 5) and kept.blocks[-1].out_size == (25, 5)  # the DS-CNN's 25 x 5 map
     assert kept(torch.randn(2, 49, 10)).shape == (2, 12) and kept.arch_string == "w0.5-s1x2-ir_k3_e1-ir_k3_e1"
     assert count_cost(kept).macs > count_cost(default).macs
+    drop = create_model("mbnet", arch="w0.5-ir_k3_e1", stem_dropout=0.5, dropout=0.0)  # the DS-CNN's stem dropout
+    x = torch.randn(2, 49, 10)
+    assert not torch.equal(drop.train()(x), drop(x)) and torch.equal(drop.eval()(x), drop(x))
     raw = create_model("mbnet_raw", input_shape=(16000,), arch="w0.5-s1-conv_c16_k64_s32_p4-ir_k3_e1-ir_k3_e1")
     assert raw.blocks[0].out_size == raw.stem.out_size  # stride 1 keeps the frames
     space = make_space("mfcc", "paper10", 0.5, layers=3, first_stride=(1, 2))
