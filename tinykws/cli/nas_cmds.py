@@ -127,9 +127,10 @@ def register(app: typer.Typer) -> None:
         cfg = SearchConfig(data=str(data), out=str(out), space=space, frontend=frontend or "", width=width,
                            layers=layers, kernels=_ints(kernels, "kernels"), expansions=_ints(expansions, "expansions"),
                            raw_frontend=raw_frontend, first_stride=_stride(first_stride), cost=cost, target=target,
-                           beta=beta, weight_bits=weight_bits, act_bits=act_bits, quant_bits=quant_bits, share_weights=share_weights, epochs=epochs,
-                           warmup_epochs=warmup_epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                           arch_lr=arch_lr, seed=seed, threads=threads, device=device)
+                           beta=beta, weight_bits=weight_bits, act_bits=act_bits, quant_bits=quant_bits,
+                           share_weights=share_weights, epochs=epochs, warmup_epochs=warmup_epochs,
+                           batch_size=batch_size, optimizer=optimizer, lr=lr, arch_lr=arch_lr, seed=seed,
+                           threads=threads, device=device)
         log = _log(as_json)
         if train_epochs > 0:
             if out.exists() and any(out.iterdir()) and not (resume or overwrite):

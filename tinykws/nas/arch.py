@@ -114,7 +114,7 @@ class Arch:
     def __str__(self) -> str:
         tokens = [f"w{self.width:g}"]
         if self.stride is not None:
-            tokens.append("s" + "x".join(map(str, self.stride)))
+            tokens.append(stride_token(self.stride))
         if self.frontend is not None:
             tokens.append(str(self.frontend))
         return "-".join(tokens + [str(b) for b in self.blocks])
@@ -175,9 +175,14 @@ def parse_arch(text: str | Arch) -> Arch:
     if blocks[0].is_skip:
         raise ArchError(f"{text!r}: the first layer downsamples and cannot be 'skip'")
     if stride is not None and len(stride) != (1 if frontend is not None else 2):
-        raise ArchError(f"{text!r}: stride token {'s' + 'x'.join(map(str, stride))!r} does not fit a "
+        raise ArchError(f"{text!r}: stride token {stride_token(stride)!r} does not fit a "
                         f"{'raw (1-D): use s<n>' if frontend is not None else 'MFCC (2-D) model: use s<frames>x<coefficients>'}")
     return Arch(tuple(blocks), width, frontend, stride)
+
+
+def stride_token(stride) -> str:
+    """(1, 2) -> 's1x2'; 2 -> 's2'."""
+    return "s" + "x".join(map(str, (stride,) if isinstance(stride, int) else stride))
 
 
 def format_arch(blocks, width: float = 1.0, frontend: FrontEnd | str | None = None, stride=None) -> str:

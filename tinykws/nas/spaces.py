@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .arch import SKIP, ArchError, Block, FrontEnd, format_arch, parse_arch, parse_frontend, scaled
+from .arch import SKIP, ArchError, Block, FrontEnd, format_arch, parse_arch, parse_frontend, scaled, stride_token
 
 SPACES = ("mfcc", "raw")
 DEFAULT_RAW_FRONTEND = "conv_c16_k64_s32_p4"
@@ -36,8 +36,7 @@ class LayerShape:
 
     def key(self, block) -> str:
         """Lookup-table key of ``block`` at this position, e.g. ``ir_k5_e3|c36>36|s1|13x5``."""
-        s = self.stride if isinstance(self.stride, int) else "x".join(map(str, self.stride))
-        return f"{block}|c{self.in_ch}>{self.out_ch}|s{s}|{'x'.join(map(str, self.in_size))}"
+        return f"{block}|c{self.in_ch}>{self.out_ch}|{stride_token(self.stride)}|{'x'.join(map(str, self.in_size))}"
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class SearchSpace:
         object.__setattr__(self, "first_stride", tuple(int(s) for s in self.first_stride))
         want = 1 if self.kind == "raw" else 2
         if self.first_stride and (len(self.first_stride) != want or min(self.first_stride) < 1):
-            raise ValueError(f"first stride {'x'.join(map(str, self.first_stride))} does not fit the {self.kind!r} space: "
+            raise ValueError(f"first stride {stride_token(self.first_stride)[1:]} does not fit the {self.kind!r} space: "
                              f"give {'one positive stride (e.g. 2)' if want == 1 else 'frames x coefficients (e.g. 1x2)'}")
         if len(self.input_shape) != want:
             raise ValueError(
@@ -113,7 +112,7 @@ class SearchSpace:
         if len(a.blocks) != self.layers:
             raise ArchError(f"{arch!r} has {len(a.blocks)} layers; this space has {self.layers}")
         if (a.stride or ()) != self.first_stride:
-            want = "s" + "x".join(map(str, self.first_stride)) if self.first_stride else "none"
+            want = stride_token(self.first_stride) if self.first_stride else "none"
             raise ArchError(f"{arch!r}: its first-layer stride token does not match this space's ({want})")
         ops = self.ops
         for b in a.blocks:
