@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import ConvBNAct, InvertedResidual, as_image, as_signal
+from .blocks import ConvBNAct, InvertedResidual, _tup, as_image, as_signal
 from .registry import register_model
 
 MFCC_CHANNELS, MFCC_HEAD = 72, 144
@@ -99,7 +99,7 @@ def _mel2hz(m):
 def make_block(block, in_ch: int, out_ch: int, stride: int, in_size, dims: int) -> nn.Module:
     """The module of one searchable layer: an InvertedResidual, or Identity for ``skip``."""
     if block.is_skip:
-        if any(v != 1 for v in ((stride,) if isinstance(stride, int) else stride)) or in_ch != out_ch:
+        if any(v != 1 for v in _tup(stride, dims)) or in_ch != out_ch:
             raise ValueError(f"a skipped layer cannot change the shape (stride {stride}, {in_ch} -> {out_ch} channels)")
         m = nn.Identity()
         m.out_size = tuple(in_size)
@@ -141,7 +141,7 @@ class MBNet(nn.Module):
 
     def __init__(self, arch, num_classes: int = 12, input_shape=(49, 10), raw: bool = False,
                  channels: int | None = None, head_channels: int | None = None, dropout: float = 0.1,
-                 first_stride: int = 2, sample_rate: int = 16000, stem_dropout: float = 0.0):
+                 sample_rate: int = 16000, stem_dropout: float = 0.0):
         super().__init__()
         from ..nas.arch import ArchError, scaled
 
@@ -172,7 +172,7 @@ class MBNet(nn.Module):
             in_ch = c
         self.stem_drop = nn.Dropout(stem_dropout)
         size, layers = self.stem.out_size, []
-        stride0 = a.stride if a.stride is not None else first_stride  # the string's stride token wins
+        stride0 = a.stride if a.stride is not None else 2  # the string's stride token, else the papers' 2
         for i, b in enumerate(a.blocks):
             layers.append(make_block(b, in_ch if i == 0 else c, c, stride0 if i == 0 else 1, size, dims))
             size = layers[-1].out_size
