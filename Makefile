@@ -1,4 +1,7 @@
-PY ?= python3
+# Everything runs in the project's own virtual environment (.venv), made by scripts/install.sh:
+# stock Debian/Ubuntu refuse `pip install` into the system Python (PEP 668).
+VENV ?= .venv
+PY := $(VENV)/bin/python
 
 .PHONY: install demo test bench
 
@@ -6,7 +9,7 @@ install:
 	bash scripts/install.sh
 
 demo: install
-	tinykws demo --out tinykws-demo --overwrite
+	$(VENV)/bin/tinykws demo --out tinykws-demo --overwrite
 
 test: install
 	$(PY) -m pytest -q
