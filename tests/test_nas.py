@@ -9,7 +9,7 @@ import torch
 from cli_helpers import last_json, run
 
 from tinykws.models import count_cost, create_model, list_models
-from tinykws.nas.arch import ArchError, parse_arch, parse_block
+from tinykws.models.arch import ArchError, parse_arch, parse_block
 from tinykws.nas.cost import CostTable, LookupTableCost, make_cost_model, write_lut_template
 from tinykws.nas.search import SearchConfig, SearchResult, check_search_config, derive, random_arch, search
 from tinykws.nas.spaces import SearchSpace, make_space

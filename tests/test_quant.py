@@ -101,7 +101,7 @@ def test_calibration_needs_data():
     m = _model("dscnn_mlperf")
     with pytest.raises(QuantizationError, match="calibration needs data"):
         quantize_(m, PTQConfig(), calib=torch.empty(0, 49, 10))
-    from tinykws.quant.recipes import data_dir_of
+    from tinykws.recipes.quantize import data_dir_of
 
     bundle = ModelBundle("dscnn_mlperf", ["a", "b"], None, {}, train_config={})
     with pytest.raises(QuantizationError, match="calibration needs data"):

@@ -7,7 +7,7 @@ import torch
 from tinykws.audio import get_preset
 from tinykws.quant import (QuantizationError, evaluate_tflite, export_onnx, read_tflite, run_onnx, tflm_run,
                            to_integer, to_tflite_bytes)
-from tinykws.quant.recipes import accuracy, int8_summary, quantize_model, split_features
+from tinykws.recipes.quantize import accuracy, int8_summary, quantize_model, split_features
 from tinykws.train import load_model
 
 from cli_helpers import last_json, run
@@ -134,7 +134,7 @@ def test_cli_quantize_export_eval(tiny_dataset, tmp_path, mini_dir):
 
 
 def test_cli_quantize_report(tiny_dataset, tmp_path):
-    from tinykws.quant.recipes import quant_report
+    from tinykws.recipes.quantize import quant_report
 
     rep = quant_report("dscnn-kws", tiny_dataset, methods=("ptq8", "qat4"), epochs=1, log=lambda *a: None)
     assert [r["method"] for r in rep["rows"]] == ["float", "ptq8", "qat4"]

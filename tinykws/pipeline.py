@@ -38,7 +38,7 @@ def run_demo(data: str | Path | None = None, out: str | Path = "tinykws-demo", e
     test, _ = evaluate_dir(out / "model.pt", data, "testing")
     plot_confusion(test, out / "confusion.png")
     cost = count_cost(bundle.build()).to_dict()
-    from .quant.recipes import int8_summary
+    from .recipes.quantize import int8_summary
 
     int8 = int8_summary(out / "model.pt", data)  # post-training int8, run by the integer reference
     nas = None

@@ -233,12 +233,12 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ):
         """Decode an architecture string: model, parameters, MACs, weight and activation memory."""
-        from ..nas.arch import parse_arch
+        from ..models.arch import parse_arch
         from ..nas.cost import arch_cost
 
         a = parse_arch(arch)
         c = arch_cost(arch, frontend, weight_bits=weight_bits, act_bits=act_bits)
-        d = {"arch": str(a), "model": "mbnet_raw" if a.space == "raw" else "mbnet", "blocks": a.depth, **c}
+        d = {"arch": str(a), "model": a.model_name, "blocks": a.depth, **c}
         if as_json:
             _emit_json(d)
             return

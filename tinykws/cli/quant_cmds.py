@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
     ):
         """Quantize a trained model (post-training, QAT, or trained bit-widths)."""
         from ..quant import preset
-        from ..quant.recipes import quant_report, quantize_model
+        from ..recipes.quantize import quant_report, quantize_model
         from ..train import save_bundle
 
         _check_new(out, overwrite)
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         bundle = quantize_model(model, config, data, epochs=epochs, lr=lr, calib_clips=calib_clips, log=log,
                                 progress=False)
         save_bundle(bundle, out)
-        from ..quant.recipes import memory_row
+        from ..recipes.quantize import memory_row
 
         row = {"model": str(out), "method": method, **memory_row(bundle.build()), **bundle.metrics}
         if as_json:
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         """Export a model to TFLite (int8, runs on TFLite Micro) or ONNX (float, or QDQ when quantized)."""
         from ..quant import QuantizationError
         from ..quant.onnx_export import export_onnx
-        from ..quant.recipes import quantize_model
+        from ..recipes.quantize import quantize_model
         from ..quant.integer import to_integer
         from ..quant.tflite import export_tflite
         from ..train import load_model

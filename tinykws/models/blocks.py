@@ -24,7 +24,7 @@ _BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
 _PAD = {1: nn.ZeroPad1d, 2: nn.ZeroPad2d}
 
 
-def _tup(v, n: int) -> tuple:
+def as_tuple(v, n: int) -> tuple:
     t = tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
     if len(t) != n:
         raise ValueError(f"expected {n} values, got {v!r}")
@@ -71,15 +71,15 @@ class ConvBNAct(nn.Sequential):
     def __init__(self, in_ch: int, out_ch: int, kernel=3, stride=1, groups: int = 1,
                  act: str | None = "relu", padding="same", in_size=None, dims: int = 2,
                  bias: bool = False, bn: bool = True):
-        kernel, stride = _tup(kernel, dims), _tup(stride, dims)
+        kernel, stride = as_tuple(kernel, dims), as_tuple(stride, dims)
         if in_size is not None:
-            in_size = _tup(in_size, dims)
+            in_size = as_tuple(in_size, dims)
         if padding == "same":
             pads = same_padding(kernel, stride, in_size)
         elif padding == "valid":
             pads = [(0, 0)] * dims
         else:
-            pads = [(p, p) for p in _tup(padding, dims)]
+            pads = [(p, p) for p in as_tuple(padding, dims)]
         layers = OrderedDict()
         if all(b == a for b, a in pads):
             conv_pad = tuple(b for b, _ in pads)
@@ -128,7 +128,7 @@ class InvertedResidual(nn.Module):
                                  padding=padding, in_size=in_size, dims=dims)
         layers["project"] = ConvBNAct(hidden, out_ch, 1, act=None, dims=dims)
         self.conv = nn.Sequential(layers)
-        self.has_skip = all(s == 1 for s in _tup(stride, dims)) and in_ch == out_ch
+        self.has_skip = all(s == 1 for s in as_tuple(stride, dims)) and in_ch == out_ch
         self.out_size = layers["dw"].out_size
         self.in_ch, self.out_ch, self.kernel, self.stride, self.expand = in_ch, out_ch, kernel, stride, expand
 

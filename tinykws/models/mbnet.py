@@ -15,7 +15,7 @@ end (strided Conv1d, or SincNet band-pass filters) with BN, ReLU and max-pooling
 MBConv blocks (48 channels, the first with stride 2), 1x1 conv to 96 channels, pooling, FC.
 
 Channel counts are scaled by the string's width multiplier ``w<omega>``. The string format
-is described in :mod:`tinykws.nas.arch`; for example::
+is described in :mod:`tinykws.models.arch`; for example::
 
     create_model("mbnet", arch="w0.5-ir_k3_e2-ir_k5_e3-skip-skip")
     create_model("mbnet_raw", input_shape=(16000,), arch="w1-sinc_c16_k63_s32_p4-ir_k5_e2-ir_k3_e1")
@@ -28,7 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import ConvBNAct, InvertedResidual, _tup, as_image, as_signal
+from .arch import ArchError, parse_arch, scaled
+from .blocks import ConvBNAct, InvertedResidual, as_image, as_signal, as_tuple
 from .registry import register_model
 
 MFCC_CHANNELS, MFCC_HEAD = 72, 144
@@ -36,12 +37,6 @@ RAW_CHANNELS, RAW_HEAD = 48, 96
 MFCC_STEM_KERNEL, MFCC_STEM_STRIDE = (11, 5), (2, 1)
 DEFAULT_ARCH = "w0.5-ir_k3_e3-ir_k5_e3-ir_k3_e2-skip-skip-skip-skip-skip-skip-skip-skip-skip"
 DEFAULT_RAW_ARCH = "w1-conv_c16_k64_s32_p4-ir_k5_e2-ir_k5_e2-ir_k3_e2-skip-skip-skip-skip-skip-skip-skip-skip-skip"
-
-
-def _parse(arch):
-    from ..nas.arch import parse_arch  # the codec has no model dependencies
-
-    return parse_arch(arch)
 
 
 class SincConv1d(nn.Conv1d):
@@ -99,7 +94,7 @@ def _mel2hz(m):
 def make_block(block, in_ch: int, out_ch: int, stride: int, in_size, dims: int) -> nn.Module:
     """The module of one searchable layer: an InvertedResidual, or Identity for ``skip``."""
     if block.is_skip:
-        if any(v != 1 for v in _tup(stride, dims)) or in_ch != out_ch:
+        if any(v != 1 for v in as_tuple(stride, dims)) or in_ch != out_ch:
             raise ValueError(f"a skipped layer cannot change the shape (stride {stride}, {in_ch} -> {out_ch} channels)")
         m = nn.Identity()
         m.out_size = tuple(in_size)
@@ -109,8 +104,6 @@ def make_block(block, in_ch: int, out_ch: int, stride: int, in_size, dims: int) 
 
 def make_mfcc_stem(width: float, input_shape, kernel=MFCC_STEM_KERNEL, stride=MFCC_STEM_STRIDE,
                    channels: int = MFCC_CHANNELS) -> ConvBNAct:
-    from ..nas.arch import scaled
-
     return ConvBNAct(1, scaled(channels, width), kernel, stride, act="relu6", in_size=tuple(input_shape))
 
 
@@ -143,9 +136,7 @@ class MBNet(nn.Module):
                  channels: int | None = None, head_channels: int | None = None, dropout: float = 0.1,
                  sample_rate: int = 16000, stem_dropout: float = 0.0):
         super().__init__()
-        from ..nas.arch import ArchError, scaled
-
-        a = _parse(arch)
+        a = parse_arch(arch)
         self.input_shape, self.num_classes, self.raw = tuple(input_shape), num_classes, raw
         self.input_kind = "raw" if raw else "mfcc"
         name = "mbnet_raw" if raw else "mbnet"

@@ -1,6 +1,6 @@
 """Hardware-aware neural architecture search (ProxylessNAS-style) for keyword spotting.
 
-- :mod:`.arch`: architecture strings (``w0.5-ir_k5_e3-skip-...``) and their codec;
+- architecture strings (``w0.5-ir_k5_e3-skip-...``) and their codec live in :mod:`tinykws.models.arch`;
 - :mod:`.spaces`: the MFCC and raw-waveform search spaces;
 - :mod:`.cost`: cost models (MACs / ops, weight memory, peak activation memory, a measured
   per-layer lookup table) and per-layer cost tables for the expected-cost loss;
@@ -10,15 +10,13 @@
 - :mod:`.sweep`: sweeps over beta, targets and front ends with Optuna;
 - :mod:`.pareto`: the results table and Pareto plot.
 
-Names are imported lazily, so ``import tinykws.nas.arch`` stays free of torch models.
+Names are imported lazily.
 """
 from __future__ import annotations
 
 import importlib
 
 _EXPORTS = {
-    "ArchError": "arch", "Arch": "arch", "Block": "arch", "FrontEnd": "arch", "parse_arch": "arch",
-    "parse_block": "arch", "format_arch": "arch",
     "SearchSpace": "spaces", "make_space": "spaces",
     "CostModel": "cost", "MacsCost": "cost", "OpsCost": "cost", "WeightMemoryCost": "cost",
     "PeakActivationCost": "cost", "LookupTableCost": "cost", "CostTable": "cost", "make_cost_model": "cost",

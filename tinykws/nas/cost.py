@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from .arch import ArchError, parse_arch
+from ..models.arch import ArchError, parse_arch
 from .spaces import LayerShape, SearchSpace
 
 COST_KINDS = ("macs", "ops", "weight_bytes", "peak_act_bytes", "lut:PATH")
@@ -60,7 +60,7 @@ def _block_model_cost(block_str: str, in_ch: int, out_ch: int, stride: int, in_s
                       weight_bits: int, act_bits: int):
     from ..models import count_cost
     from ..models.mbnet import make_block
-    from .arch import parse_block
+    from ..models.arch import parse_block
 
     block = parse_block(block_str)
     if block.is_skip:
@@ -251,10 +251,10 @@ def arch_cost(arch: str, frontend: str | None = None, num_classes: int = 12, wei
     from ..models import count_cost, create_model
 
     a = parse_arch(arch)
-    fe = get_preset(frontend or ("raw" if a.space == "raw" else "paper10"))
+    fe = get_preset(frontend or a.default_frontend)
     if (fe.kind == "raw") != (a.space == "raw"):
         raise ArchError(f"{arch!r} is a {a.space} architecture; front end {frontend!r} does not fit it")
-    m = create_model("mbnet_raw" if a.space == "raw" else "mbnet", num_classes=num_classes,
+    m = create_model(a.model_name, num_classes=num_classes,
                      input_shape=fe.feature_shape, arch=arch, **model_kwargs)
     c = count_cost(m, weight_bits=weight_bits, act_bits=act_bits)
     return {"params": c.params, "params_deployed": c.params_deployed, "macs": c.macs, "ops": 2 * c.macs,

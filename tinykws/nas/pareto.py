@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from .arch import parse_arch
+from ..models.arch import parse_arch
 
 
 def pareto_front(rows: list[dict], cost: str = "macs", acc: str = "test_acc") -> list[dict]:

@@ -361,7 +361,7 @@ def retrain(result: SearchResult | str, out: str | Path, data: str, epochs: int 
     from ..train import train
 
     if isinstance(result, str):
-        from .arch import parse_arch
+        from ..models.arch import parse_arch
 
         a = parse_arch(result)
         model, arch, fe = ("mbnet_raw" if a.space == "raw" else "mbnet"), result, ("raw" if a.space == "raw" else "paper10")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .arch import SKIP, ArchError, Block, FrontEnd, format_arch, parse_arch, parse_frontend, scaled, stride_token
+from ..models.arch import SKIP, ArchError, Block, FrontEnd, format_arch, parse_arch, parse_frontend, scaled, stride_token
 
 SPACES = ("mfcc", "raw")
 DEFAULT_RAW_FRONTEND = "conv_c16_k64_s32_p4"

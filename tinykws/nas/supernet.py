@@ -7,10 +7,10 @@ run (Cai et al., ProxylessNAS, ICLR 2019):
 - weight step (``sample_single``): one op per layer drawn from p_l; the gradient reaches only
   that op's weights, so a step costs about as much as training one normal network;
 - architecture step (``sample_pair``): two ops per layer drawn from p_l without replacement;
-  the binary gate g (one-hot on one of them, drawn from the renormalised pair) multiplies
-  their outputs, ``y = sum_j g_j o_j``. The gate is passed straight through to the pair's
+  the binary gate g (one-hot on one of them, drawn from the renormalised as_tuple) multiplies
+  their outputs, ``y = sum_j g_j o_j``. The gate is passed straight through to the as_tuple's
   renormalised probabilities, so ``dL/dalpha_i = sum_j dL/dg_j p_j (delta_ij - p_i)`` as in
-  ProxylessNAS; ``rescale_pair`` then shifts the pair's alphas so that the probabilities of
+  ProxylessNAS; ``rescale_pair`` then shifts the as_tuple's alphas so that the probabilities of
   the ops not sampled stay unchanged.
 
 Candidate weights are either separate per candidate (``share_weights=False``, ProxylessNAS)
@@ -31,22 +31,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
+from ..quant.fake import WeightQuant
 from .spaces import SearchSpace
-
-
-class FakeQuant(nn.Module):
-    """Symmetric per-output-channel weight quantization with a straight-through gradient."""
-
-    def __init__(self, bits: int = 8):
-        super().__init__()
-        self.bits = bits
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        qmax = 2 ** (self.bits - 1) - 1
-        scale = w.detach().abs().flatten(1).amax(1).clamp(min=1e-12) / qmax
-        scale = scale.view(-1, *([1] * (w.dim() - 1)))
-        q = (w / scale).round().clamp(-qmax, qmax) * scale
-        return w + (q - w).detach()
 
 
 def add_weight_fake_quant(model: nn.Module, bits: int) -> int:
@@ -54,13 +40,9 @@ def add_weight_fake_quant(model: nn.Module, bits: int) -> int:
     n = 0
     for m in model.modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)) and isinstance(getattr(m, "weight", None), nn.Parameter):
-            parametrize.register_parametrization(m, "weight", FakeQuant(bits))
+            parametrize.register_parametrization(m, "weight", WeightQuant(bits, trainable=False))
             n += 1
     return n
-
-
-def fake_quant(w: torch.Tensor, bits: int) -> torch.Tensor:
-    return FakeQuant(bits)(w) if bits else w
 
 
 class SharedMBConv(nn.Module):
@@ -69,10 +51,10 @@ class SharedMBConv(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int, in_size, dims: int, kernels, expansions,
                  quant_bits: int = 0):
         super().__init__()
-        from ..models.blocks import _tup, same_padding
+        from ..models.blocks import as_tuple, same_padding
 
         self.in_ch, self.out_ch, self.dims, self.quant_bits = in_ch, out_ch, dims, quant_bits
-        self.stride = _tup(stride, dims)
+        self.stride = as_tuple(stride, dims)
         self.kmax = max(kernels)
         self.hidden = {e: int(round(in_ch * e)) for e in expansions}
         hmax = max(self.hidden.values())
@@ -87,21 +69,22 @@ class SharedMBConv(nn.Module):
         self.bn_expand = nn.ModuleDict({f"e{e}": bn(h) for e, h in self.hidden.items() if h != in_ch})
         self.bn_dw = nn.ModuleDict({f"k{k}_e{e}": bn(self.hidden[e]) for k in kernels for e in expansions})
         self.bn_project = nn.ModuleDict({f"k{k}_e{e}": bn(out_ch) for k in kernels for e in expansions})
-        self.pads = {k: [p for ba in reversed(same_padding((k,) * dims, self.stride, _tup(in_size, dims))) for p in ba]
+        self.pads = {k: [p for ba in reversed(same_padding((k,) * dims, self.stride, as_tuple(in_size, dims))) for p in ba]
                      for k in kernels}
         self.has_skip = all(s == 1 for s in self.stride) and in_ch == out_ch
         self.conv = F.conv1d if dims == 1 else F.conv2d
+        self.wq = WeightQuant(quant_bits, trainable=False) if quant_bits else nn.Identity()
 
     def run(self, x: torch.Tensor, k: int, e: int) -> torch.Tensor:
-        h, q = self.hidden[e], self.quant_bits
+        h, q = self.hidden[e], self.wq
         y = x
         if h != self.in_ch:
-            y = F.relu6(self.bn_expand[f"e{e}"](self.conv(y, fake_quant(self.w_expand[:h], q))))
+            y = F.relu6(self.bn_expand[f"e{e}"](self.conv(y, q(self.w_expand[:h]))))
         c = (self.kmax - k) // 2
         w = self.w_dw[:h, :, c : c + k] if self.dims == 1 else self.w_dw[:h, :, c : c + k, c : c + k]
-        y = self.conv(F.pad(y, self.pads[k]), fake_quant(w, q), None, self.stride, 0, 1, h)
+        y = self.conv(F.pad(y, self.pads[k]), q(w), None, self.stride, 0, 1, h)
         y = F.relu6(self.bn_dw[f"k{k}_e{e}"](y))
-        y = self.bn_project[f"k{k}_e{e}"](self.conv(y, fake_quant(self.w_project[:, :h], q)))
+        y = self.bn_project[f"k{k}_e{e}"](self.conv(y, q(self.w_project[:, :h])))
         return x + y if self.has_skip else y
 
 
@@ -172,13 +155,11 @@ class SuperNet(nn.Module):
         return F.softmax(self.alpha.masked_fill(~self.allowed, float("-inf")), dim=1)
 
     def weight_parameters(self) -> list[nn.Parameter]:
-        return [p for n, p in self.named_parameters() if n != "alpha"]
+        """Trainable weights (not the architecture parameters, not the quantizers' fixed clipping)."""
+        return [p for n, p in self.named_parameters() if n != "alpha" and not n.endswith("log_alpha")]
 
     def argmax(self) -> list[int]:
         return self.probs().argmax(1).tolist()
-
-    def derived_arch(self) -> str:
-        return self.space.arch(self.argmax())
 
     # ---------------------------------------------------------------- path sampling
     def set_path(self, choices) -> None:
@@ -197,17 +178,17 @@ class SuperNet(nn.Module):
             pairs = pairs.to(self.alpha.device)
             self._pairs = pairs
             self._pair_alpha = self.alpha.detach().gather(1, pairs).clone()
-        sub = F.softmax(self.alpha.gather(1, pairs), dim=1)  # renormalised pair probabilities
+        sub = F.softmax(self.alpha.gather(1, pairs), dim=1)  # renormalised as_tuple probabilities
         with torch.no_grad():
             pick = torch.multinomial(sub.detach().cpu(), 1, generator=g).squeeze(1)
             onehot = F.one_hot(pick, 2).to(device=sub.device, dtype=sub.dtype)
-        gates = onehot - sub.detach() + sub  # forward: binary; backward: through the pair's softmax
+        gates = onehot - sub.detach() + sub  # forward: binary; backward: through the as_tuple's softmax
         for layer, pr, gt in zip(self.blocks, pairs.tolist(), gates):
             layer.active, layer.gates = pr, gt
 
     @torch.no_grad()
     def rescale_pair(self) -> None:
-        """After an architecture step: keep the pair's total probability mass, so the others do not move."""
+        """After an architecture step: keep the as_tuple's total probability mass, so the others do not move."""
         if self._pair_alpha is None:
             return
         new = self.alpha.gather(1, self._pairs)

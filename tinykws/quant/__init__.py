@@ -13,7 +13,6 @@ from .quantize import (apply_quant_dict, bit_penalty, bit_stats, calibrate, fold
                        meet_bit_targets, quantize_)
 from .integer import IntModel, IntOp, QTensor, to_integer
 from .tflite import evaluate_tflite, export_tflite, read_tflite, tflm_run, to_tflite_bytes
-from .recipes import int8_summary, quant_report, quantize_model, report_table, split_features
 from .onnx_export import export_onnx, run_onnx
 
 __all__ = [
@@ -21,5 +20,4 @@ __all__ = [
     "QuantizationError", "trace", "quantize_", "calibrate", "fold_batchnorm", "apply_quant_dict", "bit_stats",
     "bit_penalty", "meet_bit_targets", "freeze_bits", "IntModel", "IntOp", "QTensor", "to_integer",
     "to_tflite_bytes", "export_tflite", "read_tflite", "tflm_run", "evaluate_tflite", "export_onnx", "run_onnx",
-    "quantize_model", "quant_report", "report_table", "split_features", "int8_summary",
 ]

@@ -36,11 +36,6 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-def round_away(x: torch.Tensor) -> torch.Tensor:
-    """Round halves away from zero, as TFLite does."""
-    return torch.sign(x) * torch.floor(torch.abs(x) + 0.5)
-
-
 def requant_round_ste(t: torch.Tensor, rshift: torch.Tensor | None) -> torch.Tensor:
     """Round t (an output in units of its step) as TFLite's fixed-point requantization does, with
     an identity gradient: first to 2^-r (SaturatingRoundingDoublingHighMul), then to an integer

@@ -5,6 +5,7 @@ so opening a model file never runs code from it.
 """
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,8 @@ import torch
 
 from ..audio import FrontendConfig
 from ..models import create_model
+from ..pretrained import DEFAULT, HERE, PRETRAINED
+from ..quant import apply_quant_dict
 
 FORMAT = "tinykws-model"
 
@@ -38,8 +41,6 @@ class ModelBundle:
         model = create_model(self.arch, num_classes=len(self.labels), input_shape=self.frontend.feature_shape,
                              **self.model_kwargs)
         if self.quant:
-            from ..quant import apply_quant_dict  # noqa: WPS433 (the quant stage builds on models)
-
             model = apply_quant_dict(model, self.quant)
         model.load_state_dict(self.state_dict)
         return model.eval()
@@ -76,10 +77,25 @@ def _read(path: Path) -> dict:
     return d
 
 
+def resolve(name_or_path: str | Path | None) -> Path:
+    """A shipped model's file for its name, or the given path if it is a file."""
+    if name_or_path is None:
+        name_or_path = DEFAULT
+    if str(name_or_path) in PRETRAINED:
+        path = HERE / PRETRAINED[str(name_or_path)]
+        if not path.is_file():
+            raise ModelFileError(f"shipped model {name_or_path!r} is missing from the installation ({path})")
+        return path
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    hint = difflib.get_close_matches(str(name_or_path), PRETRAINED, n=1)
+    raise ModelFileError(f"{name_or_path}: no such model file, and not a shipped model "
+                         f"({', '.join(PRETRAINED)}){f'; did you mean {hint[0]!r}?' if hint else ''}")
+
+
 def load_bundle(name_or_path: str | Path | None = None) -> ModelBundle:
     """A model file, or the name of a model shipped with tinykws (None: the default one)."""
-    from ..pretrained import DEFAULT, resolve
-
     path = resolve(name_or_path)
     name = DEFAULT if name_or_path is None else str(name_or_path)
     d = _read(path)

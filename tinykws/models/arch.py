@@ -107,6 +107,16 @@ class Arch:
         return "raw" if self.frontend is not None else "mfcc"
 
     @property
+    def model_name(self) -> str:
+        """The registry model that decodes this string."""
+        return "mbnet_raw" if self.space == "raw" else "mbnet"
+
+    @property
+    def default_frontend(self) -> str:
+        """The front-end preset searched models of this space use unless told otherwise."""
+        return "raw" if self.space == "raw" else "paper10"
+
+    @property
     def depth(self) -> int:
         """Number of MBConv blocks (skips not counted)."""
         return sum(not b.is_skip for b in self.blocks)

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import LearnedBitsConfig, PTQConfig, QuantConfig, config_to_dict, preset
-from .graph import QuantizationError
-from .integer import IntModel, to_integer
-from .quantize import bit_penalty, bit_stats, freeze_bits, meet_bit_targets, quantize_
+from ..quant.config import LearnedBitsConfig, PTQConfig, QuantConfig, config_to_dict, preset
+from ..quant.graph import QuantizationError
+from ..quant.integer import IntModel, to_integer
+from ..quant.quantize import bit_penalty, bit_stats, freeze_bits, meet_bit_targets, quantize_
 
 CALIB_CLIPS = 400
 REPORT_METHODS = ("ptq8", "qat8", "qat4", "qat2", "learned")
@@ -185,7 +185,7 @@ def int8_summary(model_path, data_dir, calib_clips: int = CALIB_CLIPS) -> dict:
     im: IntModel = to_integer(net, meta={"labels": bundle.labels, "frontend": bundle.frontend.to_dict()})
     feats, labels = split_features(bundle, data_dir, "testing")
     acc = float((im.predict(feats.numpy()).argmax(1) == labels).mean())
-    from .tflite import to_tflite_bytes
+    from ..quant.tflite import to_tflite_bytes
 
     size = im.summary()
     return {"method": "ptq8", "test_accuracy": acc, "weight_bytes": size["weight_bytes"], "bias_bytes": size["bias_bytes"],
