@@ -10,18 +10,24 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from ..checks import setting, validate
+
 
 @dataclass
 class AugmentConfig:
-    time_shift_ms: float = 100.0  # random shift up to +/- this, zero fill
-    noise_prob: float = 0.8  # probability of mixing in background noise
-    noise_volume: float = 0.1  # noise gain drawn uniformly from [0, noise_volume]
-    gain_db: float = 0.0  # random speech gain in [-gain_db, +gain_db]
-    speed: float = 0.15  # speed perturbation: playback rate drawn from [1 - speed, 1 + speed]
-    time_masks: int = 2  # SpecAugment: number of time masks per example
-    time_mask_width: int = 5  # max frames per time mask
-    freq_masks: int = 2  # number of coefficient masks
-    freq_mask_width: int = 2  # max coefficients per mask
+    time_shift_ms: float = setting(100.0, lo=0, help="random time shift up to +/- this many ms, zero fill")
+    noise_prob: float = setting(0.8, lo=0, hi=1, help="probability of mixing in background noise")
+    noise_volume: float = setting(0.1, lo=0, help="noise gain drawn uniformly from [0, noise_volume]")
+    gain_db: float = setting(0.0, lo=0, help="random speech gain in [-gain_db, +gain_db] dB")
+    speed: float = setting(0.15, lo=0, hi=1, hi_open=True,
+                           help="speed perturbation: rate drawn from [1-speed, 1+speed] (0: off)")
+    time_masks: int = setting(2, lo=0, help="SpecAugment: time masks per example")
+    time_mask_width: int = setting(5, lo=0, help="SpecAugment: max frames per time mask")
+    freq_masks: int = setting(2, lo=0, help="SpecAugment: coefficient masks per example")
+    freq_mask_width: int = setting(2, lo=0, help="SpecAugment: max coefficients per mask")
+
+    def __post_init__(self):
+        validate(self)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
+from ..checks import check_value
+
 _CONV = (nn.Conv1d, nn.Conv2d)
 _MATMUL = _CONV + (nn.Linear,)
 _NORM = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -89,8 +91,13 @@ def _type(m: nn.Module) -> str:
     return name
 
 
+BITS = {"lo": 1, "hi": 32}  # bits per stored value
+
+
 def count_cost(model: nn.Module, input_shape=None, weight_bits: int = 8, act_bits: int = 8) -> ModelCost:
     """Cost of ``model`` on one input of ``input_shape`` (no batch dim; default ``model.input_shape``)."""
+    check_value("weight_bits", weight_bits, BITS)
+    check_value("act_bits", act_bits, BITS)
     shape = tuple(input_shape if input_shape is not None else model.input_shape)
     abytes = lambda n: math.ceil(n * act_bits / 8)  # noqa: E731
     records: list[tuple[LayerCost, nn.Module]] = []
