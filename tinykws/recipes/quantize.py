@@ -18,6 +18,7 @@ from ..quant.config import LearnedBitsConfig, PTQConfig, QuantConfig, config_to_
 from ..quant.graph import QuantizationError
 from ..quant.integer import IntModel, to_integer
 from ..quant.quantize import bit_penalty, bit_stats, freeze_bits, meet_bit_targets, quantize_
+from ..train.evaluate import predict_logits
 
 CALIB_CLIPS = 400
 REPORT_METHODS = ("ptq8", "qat8", "qat4", "qat2", "learned")
@@ -107,18 +108,14 @@ def quantize_model(model=None, method="ptq8", data=None, epochs: int | None = No
 
 # ---------------------------------------------------------------------------- evaluation and report
 
-@torch.no_grad()
 def accuracy(model, feats, labels, batch_size: int = 512) -> float:
-    model.eval()
-    pred = torch.cat([model(feats[i : i + batch_size]).argmax(1) for i in range(0, len(feats), batch_size)])
-    return float((pred.numpy() == labels).mean())
+    return float((predict_logits(model, feats, batch_size).argmax(1).numpy() == labels).mean())
 
 
 def integer_agreement(model, feats) -> dict:
     """Top-1 agreement between the fake-quantized model and its integer reference."""
     im = to_integer(model)
-    with torch.no_grad():
-        fake = model.eval()(feats).argmax(1).numpy()
+    fake = predict_logits(model, feats).argmax(1).numpy()
     ref = im.predict(feats.numpy()).argmax(1)
     return {"agreement": float((fake == ref).mean()), "n": len(ref)}
 
