@@ -1,6 +1,11 @@
 """ONNX export of a float model, or of a quantized one in QDQ form (QuantizeLinear/DequantizeLinear
 around every quantized tensor, int8 per-channel weights), with torch's TorchScript-based exporter
-(it maps torch.fake_quantize_* to QDQ pairs; the torch.export-based one needs onnxscript)."""
+(it maps torch.fake_quantize_* to QDQ pairs; the torch.export-based one needs onnxscript).
+
+run_onnx keeps onnxruntime from fusing QDQ pairs into its integer kernels (QLinearConv): on x86
+without VNNI those multiply uint8 activations by int8 weights in saturating int16 pairs, and with the
+full int8 weight range the fused stem conv is wrong (the DS-CNN then predicts one class). The graph
+itself is exact QDQ; unfused, onnxruntime runs it in float as the fake-quantized model does."""
 from __future__ import annotations
 
 import contextlib
@@ -61,5 +66,7 @@ def run_onnx(path: str | Path, feats):
     import numpy as np
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    opts.add_session_config_entry("session.disable_quant_qdq", "1")  # see the module doc
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     return sess.run(None, {"features": np.asarray(feats, dtype=np.float32)})[0]
