@@ -90,6 +90,7 @@ def test_unsupported_op_is_named(ref_bytes, tmp_path):
     assert read_tflite(ref_bytes).ops  # the untouched model still reads
 
 
+@pytest.mark.slow  # runs the command several times
 def test_cli_malformed_tflite(ref_bytes, tmp_path, mini_dir):
     path = tmp_path / "cut.tflite"
     path.write_bytes(ref_bytes[:5000])
@@ -100,6 +101,7 @@ def test_cli_malformed_tflite(ref_bytes, tmp_path, mini_dir):
     assert r.returncode == 2 and f"{path}: truncated or damaged" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # runs the command several times
 def test_info_and_predict_of_a_tflite(shared_dir, tmp_path):
     ref = shared_dir / "peers" / "mlperf_tiny_kws" / "kws_ref_model.tflite"
     d = last_json(run("info", ref, "--json"))
@@ -234,6 +236,7 @@ def test_one_unreadable_background_file_is_skipped(tmp_path):
                        ["yes", "no", "_silence_", "_unknown_"], cache=False)
 
 
+@pytest.mark.slow  # runs the command several times
 def test_predict_reports_good_files_then_bad_ones(mini_dir, tmp_path):
     good = sorted((mini_dir / "yes").iterdir())[:2]
     bad = tmp_path / "bad.wav"
