@@ -256,7 +256,7 @@ def test_malicious_archive_rejected(server, tmp_path, files, links):
     with pytest.raises(UnsafeArchiveError) as info:
         download_dataset("v0.02", dest, expected=_archive(data, url), progress=False)
 
-    bad_name = next(iter(files), None) or links[-1].name
+    bad_name = next(iter(files), None) or links[0].name  # the first link member is refused
     assert f"archive member {bad_name!r}" in str(info.value)
     assert not outside.exists() and not (dest / "evil").exists()
     assert not (dest / "sc_test").exists()

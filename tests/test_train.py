@@ -71,7 +71,7 @@ def test_run_folder_not_overwritten(tiny_dataset, tmp_path):
 
 def test_model_file_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(ModelFileError, match="junk.pt: not a readable"):
+    with pytest.raises(ModelFileError, match=r"junk.pt: not a tinykws model file \(unreadable or unsafe content\)"):
         load_bundle(tmp_path / "junk.pt")
     torch.save({"a": 1}, tmp_path / "other.pt")
     with pytest.raises(ModelFileError, match="not a tinykws model file"):

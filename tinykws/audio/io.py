@@ -1,6 +1,7 @@
 """Reading audio clips: any format libsndfile reads (WAV, FLAC, ...), mono, 16 kHz, fixed length."""
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, warn: bool = Tr
         raise AudioError(f"{path}: cannot be read as audio ({exc})") from None
     if data.shape[0] == 0:
         raise AudioError(f"{path}: contains no samples")
+    promised = wav_header_frames(path)
+    if promised is not None and promised > data.shape[0]:
+        raise AudioError(f"{path}: truncated (the header promises {promised} samples, the file holds {data.shape[0]})")
     if data.shape[1] > 1:
         if warn:
             warnings.warn(f"{path}: {data.shape[1]} channels, downmixed to mono", AudioWarning, stacklevel=2)
@@ -46,6 +50,34 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, warn: bool = Tr
             warnings.warn(f"{path}: sample rate {sr} Hz, resampled to {sample_rate} Hz", AudioWarning, stacklevel=2)
         x = resample(x, sr, sample_rate)
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def wav_header_frames(path: str | Path) -> int | None:
+    """The sample count a RIFF/WAVE header promises (data chunk size / block align), or None for
+    other formats. libsndfile quietly reads what is there, so a cut-off WAV needs this check."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            align = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"fmt ":
+                    fmt = f.read(size + (size & 1))
+                    if len(fmt) < 14:
+                        return None
+                    align = struct.unpack("<H", fmt[12:14])[0]
+                elif cid == b"data":
+                    # 0 and 0xFFFFFFFF mark a stream written without a final length
+                    return size // align if align and size not in (0, 0xFFFFFFFF) else None
+                else:
+                    f.seek(size + (size & 1), 1)
+    except OSError:
+        return None
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:

@@ -133,35 +133,46 @@ def eval_cmd(
 @app.command("predict")
 def predict_cmd(
     files: List[Path] = typer.Argument(..., help="audio files (WAV, FLAC)"),
-    model: Optional[str] = typer.Option(None, help="model file or shipped model name"),
+    model: Optional[str] = typer.Option(None, help="model file (.pt) or shipped model name"),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """Classify audio files."""
+    """Classify audio files: the readable ones first, then one error line per unusable file (exit 2)."""
     from ..train import predict_files
 
-    res = predict_files(files, model)
-    for r in res:
+    res = predict_files(files, model, errors="collect")
+    good, bad = [r for r in res if "error" not in r], [r for r in res if "error" in r]
+    for r in good:
         if r["notes"]:
             err.print(f"[yellow]warning:[/yellow] {r['file']}: {', '.join(sorted(r['notes']))}", highlight=False)
     if as_json:
-        _emit_json({"predictions": res})
-        return
-    for r in res:
-        others = ", ".join(f"{t['label']} {t['score']:.2f}" for t in r["top"][1:])
-        print(f"{r['file']}: {r['label']} ({r['score']:.2f}; then {others})")
+        _emit_json({"predictions": good, "errors": bad})
+    else:
+        for r in good:
+            others = ", ".join(f"{t['label']} {t['score']:.2f}" for t in r["top"][1:])
+            print(f"{r['file']}: {r['label']} ({r['score']:.2f}; then {others})")
+    for r in bad:
+        err.print(f"[red]error:[/red] {r['error']}", highlight=False)
+    if bad:
+        if good:
+            err.print(f"{len(bad)} of {len(res)} files could not be classified", highlight=False)
+        raise typer.Exit(2)
 
 
 @app.command("info")
 def info_cmd(
-    model: str = typer.Argument(..., help="registry architecture (e.g. dscnn_s), model file, or shipped name"),
+    model: str = typer.Argument(..., help="registry architecture (e.g. dscnn_s), model file (.pt or int8 .tflite), "
+                                          "or shipped name"),
     weight_bits: int = typer.Option(8, help="bits per weight for the weight memory"),
     act_bits: int = typer.Option(8, help="bits per activation for the activation memory"),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """Cost of a model: parameters, MACs, weight memory, peak activation memory."""
+    """Cost of a model: parameters, MACs, weight memory, peak activation memory (a .tflite: its int8 ops)."""
     from ..models import count_cost, create_model, list_models
     from ..train import load_model
 
+    if model.lower().endswith(".tflite"):
+        _info_tflite(model, as_json)
+        return
     if model in list_models():
         net = create_model(model)
     else:
@@ -176,6 +187,25 @@ def info_cmd(
           f"peak activations {d['peak_activation_bytes'] / 1024:.1f} KiB at {act_bits} bit")
     for layer in cost.layers:
         print(f"  {layer.name:<28} {layer.type:<16} {layer.macs:>11,} MACs {layer.params:>8,} params  {tuple(layer.out_shape)}")
+
+
+def _info_tflite(path: str, as_json: bool) -> None:
+    """The ops and tensors of an int8 .tflite as tinykws reads it (its bit widths are those of the file)."""
+    from ..quant import read_tflite
+
+    im = read_tflite(path)
+    T = im.tensors
+    ops = [{"kind": op.kind, "output": T[op.output].name, "shape": list(T[op.output].shape)} for op in im.ops]
+    const = sum(int(t.data.nbytes) for t in T if t.data is not None)
+    d = {"model": path, "ops": len(ops), "constant_bytes": const, "input_shape": list(T[im.input].shape),
+         "output_shape": list(T[im.output].shape), "labels": im.meta.get("labels"), "layers": ops}
+    if as_json:
+        _emit_json(d)
+        return
+    print(f"{path}: int8 .tflite, {len(ops)} ops, constants {const / 1024:.1f} KiB, "
+          f"input {tuple(d['input_shape'])}, output {tuple(d['output_shape'])}")
+    for o in ops:
+        print(f"  {o['output']:<40} {o['kind']:<10} {tuple(o['shape'])}")
 
 
 @app.command("models")
@@ -211,11 +241,12 @@ def main() -> None:
     from ..data.download import DownloadError
     from ..data.speech_commands import DatasetError
     from ..data.synth import SynthesisError
+    from ..quant.tflite import TFLiteError
     from ..train import ModelFileError
 
     try:
         app()
-    except (AudioError, DatasetError, DownloadError, ModelFileError, SynthesisError, FileExistsError, FileNotFoundError, ValueError, OSError) as exc:
+    except (AudioError, DatasetError, DownloadError, ModelFileError, SynthesisError, TFLiteError, FileExistsError, FileNotFoundError, ValueError, OSError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:

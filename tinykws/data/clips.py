@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio.io import CLIP_SAMPLES, AudioError, AudioWarning, load_audio
-from .speech_commands import SILENCE, Entry, SpeechCommands
+from .speech_commands import BACKGROUND, SILENCE, DatasetError, Entry, SpeechCommands
 
 
 def cache_root() -> Path:
@@ -88,8 +88,14 @@ def _cache_key(ds: SpeechCommands, entries: list[Entry], seed: int) -> str:
 
 
 def load_background(ds: SpeechCommands) -> list[np.ndarray]:
-    """The background-noise recordings as float arrays (unreadable ones raise AudioError)."""
-    return [load_audio(ds.root / b) for b in ds.background]
+    """The background-noise recordings as float arrays; an unreadable one is skipped with an AudioWarning."""
+    out = []
+    for b in ds.background:
+        try:
+            out.append(load_audio(ds.root / b))
+        except AudioError as exc:
+            warnings.warn(f"background noise skipped: {exc}", AudioWarning, stacklevel=2)
+    return out
 
 
 def load_clips(
@@ -118,6 +124,8 @@ def load_clips(
 
     rng = np.random.default_rng(seed)
     background = load_background(ds) if any(e.path is None for e in entries) else []
+    if any(e.path is None for e in entries) and not background:
+        raise DatasetError(f"{ds.root}: no readable {BACKGROUND}/ clip to cut silence from")
     files = [e for e in entries if e.path is not None]
 
     def work(e: Entry):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,10 @@ MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # the data set's own constant for the hash s
 
 class DatasetError(ValueError):
     """A data set folder that cannot be used; the message names the path and the problem."""
+
+
+class DatasetWarning(UserWarning):
+    """Something in a data set folder that is left out (list entries naming missing files, ...)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,8 @@ class SpeechCommands:
     background: list[str] = field(default_factory=list)
     split_of: dict[str, str] = field(default_factory=dict)
     test_set_layout: bool = False
+    empty_folders: list[str] = field(default_factory=list)  # word folders without .wav/.flac clips
+    missing_listed: dict[str, list[str]] = field(default_factory=dict)  # split -> listed files not on disk
 
     @classmethod
     def open(cls, root: str | Path) -> "SpeechCommands":
@@ -119,8 +126,12 @@ class SpeechCommands:
                 ds.background = files
             elif not d.name.startswith(".") and files:
                 ds.words[d.name] = files
+            elif not d.name.startswith("."):
+                ds.empty_folders.append(d.name)
         if not ds.words:
-            raise DatasetError(f"{root}: no word folders with .wav/.flac clips (is this a Speech Commands folder?)")
+            found = f" (folders {ds.empty_folders[:5]} are empty)" if ds.empty_folders else ""
+            raise DatasetError(f"{root}: no word folders with .wav/.flac clips{found} "
+                               f"(is this a Speech Commands folder?)")
         ds.test_set_layout = SILENCE in ds.words and UNKNOWN in ds.words
         if ds.test_set_layout:
             ds.split_of = {p: "testing" for files in ds.words.values() for p in files}
@@ -135,6 +146,11 @@ class SpeechCommands:
                 for line in p.read_text().split():
                     if line in known:
                         ds.split_of[line] = split
+                    else:
+                        ds.missing_listed.setdefault(split, []).append(line)
+            for split, gone in ds.missing_listed.items():
+                warnings.warn(f"{lists[split]}: {len(gone)} listed file(s) not found in {root}, left out "
+                              f"(e.g. {gone[0]})", DatasetWarning, stacklevel=2)
             for f in known:
                 ds.split_of.setdefault(f, "training")
         else:
@@ -164,11 +180,17 @@ class SpeechCommands:
         labels = task.labels
         rng = np.random.default_rng(seed)
         if self.test_set_layout:
+            empty = [w for w in labels if w in self.empty_folders]
+            if empty:
+                raise DatasetError(f"{self.root}: test-set layout: class folder(s) {empty} are empty")
             missing = [w for w in labels if w not in self.words]
             if missing:
                 raise DatasetError(f"{self.root}: test-set layout lacks class folders {missing}")
             return [Entry(f, labels.index(w), w) for w in labels for f in self.words[w]]
         files = self.files(split)
+        empty = [w for w in task.keywords if w in self.empty_folders]
+        if empty:
+            raise DatasetError(f"{self.root}: the folder(s) for keyword(s) {empty} are empty (no .wav/.flac clips)")
         missing = [w for w in task.keywords if w not in self.words]
         if missing:
             raise DatasetError(f"{self.root}: no folder for keyword(s) {missing}")

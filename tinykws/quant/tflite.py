@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,18 @@ _OPS = {"conv": "CONV_2D", "depthwise": "DEPTHWISE_CONV_2D", "fc": "FULLY_CONNEC
         "maxpool": "MAX_POOL_2D", "add": "ADD", "softmax": "SOFTMAX", "reshape": "RESHAPE", "pad": "PAD"}
 _KINDS = {v: k for k, v in _OPS.items()}
 _ACTS = {"none": 0, "relu": 1, "relu_n1_to_1": 2, "relu6": 3}
+
+
+class TFLiteError(QuantizationError):
+    """A .tflite file that cannot be read or run by tinykws; the message names the file and the problem."""
+
+
+class UnsupportedOpError(TFLiteError):
+    """A well-formed .tflite with an op tinykws has no integer kernel for; `ops` names them."""
+
+    def __init__(self, message: str, ops: list[str]):
+        super().__init__(message)
+        self.ops = ops
 
 
 def _schema():
@@ -244,25 +257,70 @@ def read_tflite(path_or_bytes) -> IntModel:
     types tinykws has no integer kernel for."""
     fb = _schema()
     src = str(path_or_bytes) if isinstance(path_or_bytes, (str, Path)) else "<bytes>"
+    if isinstance(path_or_bytes, (str, Path)):
+        path = Path(path_or_bytes)
+        if not path.is_file():
+            raise TFLiteError(f"{src}: no such .tflite file")
+        try:
+            buf = path.read_bytes()
+        except OSError as exc:
+            raise TFLiteError(f"{src}: cannot be read ({exc.strerror or exc})") from None
+    else:
+        buf = bytes(path_or_bytes)
+    if len(buf) == 0:
+        raise TFLiteError(f"{src}: empty file, not a .tflite model")
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise TFLiteError(f"{src}: not a readable .tflite file (no TFL3 file identifier)")
+    # the flatbuffers reader trusts every offset: a damaged file fails anywhere with struct/index errors
     try:
-        buf = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, Path)) else bytes(path_or_bytes)
-        if len(buf) < 8 or buf[4:8] != b"TFL3":
-            raise ValueError("no TFL3 file identifier")
         m = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(buf, 0))
-    except (OSError, ValueError, IndexError, AttributeError) as exc:
-        raise QuantizationError(f"{src}: not a readable .tflite file ({exc})") from None
+        return _to_intmodel(m, fb, src)
+    except TFLiteError:
+        raise
+    except QuantizationError as exc:
+        raise TFLiteError(str(exc)) from None
+    except (struct.error, IndexError, AttributeError, TypeError, ValueError, KeyError, OverflowError,
+            UnicodeDecodeError, MemoryError) as exc:
+        raise TFLiteError(f"{src}: truncated or damaged .tflite file ({exc.__class__.__name__}: {exc})") from None
+
+
+def _check_index(src: str, what: str, i, n: int) -> int:
+    i = int(i)
+    if not 0 <= i < n:
+        raise TFLiteError(f"{src}: {what} {i} is out of range (the file has {n}); damaged .tflite file")
+    return i
+
+
+def _to_intmodel(m, fb, src: str) -> IntModel:
     names = _builtin_names(fb)
+    if not m.subgraphs:
+        raise TFLiteError(f"{src}: no subgraph; damaged .tflite file")
     if len(m.subgraphs) != 1:
         raise QuantizationError(f"{src}: {len(m.subgraphs)} subgraphs; only single-subgraph models are supported")
     sg = m.subgraphs[0]
-    codes = [names.get(max(c.builtinCode, c.deprecatedBuiltinCode), f"custom:{c.customCode}") for c in m.operatorCodes]
-    bad = sorted({codes[op.opcodeIndex] for op in sg.operators} - set(_KINDS))
+    codes = [names.get(max(c.builtinCode, c.deprecatedBuiltinCode), f"custom:{c.customCode}")
+             for c in (m.operatorCodes or [])]
+    n_t, n_b = len(sg.tensors or []), len(m.buffers or [])
+    for k, op in enumerate(sg.operators or []):
+        _check_index(src, f"op #{k}: opcode index", op.opcodeIndex, len(codes))
+        if op.outputs is None or len(op.outputs) == 0:
+            raise TFLiteError(f"{src}: op #{k} has no output; damaged .tflite file")
+        for i in list(op.inputs if op.inputs is not None else []) + list(op.outputs):
+            if int(i) != -1:  # -1: an optional input left out (e.g. no bias)
+                _check_index(src, f"op #{k}: tensor index", i, n_t)
+    for i in list(sg.inputs if sg.inputs is not None else []) + list(sg.outputs if sg.outputs is not None else []):
+        _check_index(src, "subgraph input/output tensor index", i, n_t)
+    if sg.inputs is None or len(sg.inputs) == 0 or sg.outputs is None or len(sg.outputs) == 0:
+        raise TFLiteError(f"{src}: the subgraph has no input or no output; damaged .tflite file")
+    for t in sg.tensors or []:
+        _check_index(src, f"tensor {t.name!r}: buffer index", t.buffer, n_b)
+    bad = sorted({codes[op.opcodeIndex] for op in sg.operators or []} - set(_KINDS))
     if bad:
-        raise QuantizationError(f"{src}: unsupported TFLite ops {', '.join(bad)}; tinykws runs "
-                                f"{', '.join(sorted(_KINDS))}")
+        raise UnsupportedOpError(f"{src}: unsupported TFLite ops {', '.join(bad)}; tinykws runs "
+                                 f"{', '.join(sorted(_KINDS))}", bad)
     type_names = {v: k for k, v in vars(fb.TensorType).items() if not k.startswith("_")}
     tensors = []
-    for i, t in enumerate(sg.tensors):
+    for i, t in enumerate(sg.tensors or []):
         data = m.buffers[t.buffer].data if t.buffer and m.buffers[t.buffer].data is not None else None
         shape = tuple(int(s) for s in (t.shape if t.shape is not None else []))
         dt = {fb.TensorType.INT8: np.int8, fb.TensorType.INT32: np.int32}.get(t.type)
@@ -277,7 +335,7 @@ def read_tflite(path_or_bytes) -> IntModel:
             raise QuantizationError(f"{src}: tensor {t.name.decode()!r} is int8 without quantization parameters")
         tensors.append(QTensor(t.name.decode(errors="replace"), shape, scale, zp, arr))
     ops = []
-    for k, op in enumerate(sg.operators):
+    for k, op in enumerate(sg.operators or []):
         kind = _KINDS[codes[op.opcodeIndex]]
         o = op.builtinOptions
         ins, out = [int(i) for i in op.inputs], int(op.outputs[0])
@@ -334,8 +392,18 @@ def tflm_run(model: bytes | str | Path, x: np.ndarray) -> np.ndarray:
         from tflite_micro.python.tflite_micro import runtime
     except ImportError as exc:  # pragma: no cover
         raise QuantizationError("running .tflite files needs the tflite-micro package (pip install --pre tflite-micro)") from exc
-    data = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
-    interp = runtime.Interpreter.from_bytes(data, arena_size=max(len(data) * 10, 256 * 1024))
+    src = str(model) if isinstance(model, (str, Path)) else "<bytes>"
+    try:
+        data = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
+    except OSError as exc:
+        raise TFLiteError(f"{src}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise TFLiteError(f"{src}: not a readable .tflite file (no TFL3 file identifier)")
+    try:
+        interp = runtime.Interpreter.from_bytes(data, arena_size=max(len(data) * 10, 256 * 1024))
+    except (RuntimeError, ValueError, struct.error, TypeError, IndexError, AttributeError) as exc:
+        why = (str(exc).strip().splitlines() or [exc.__class__.__name__])[-1]
+        raise TFLiteError(f"{src}: truncated or damaged .tflite file; TFLite Micro cannot load it ({why})") from None
     outs = []
     for clip in np.asarray(x):
         interp.set_input(clip[None], 0)

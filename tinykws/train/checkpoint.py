@@ -6,6 +6,7 @@ so opening a model file never runs code from it.
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,11 +66,41 @@ def save_bundle(bundle: ModelBundle, path: str | Path) -> None:
     atomic_save(bundle.to_dict(), path)
 
 
-def _read(path: Path) -> dict:
+def _torch_load(path: Path):
+    """torch.load with weights_only=True; its failures become one ModelFileError line.
+
+    torch's own text for a refused pickle advises turning weights_only off: never shown, since
+    that would run code from the file.
+    """
+    import pickle
+    import zipfile
+
+    if path.is_file() and path.stat().st_size == 0:
+        raise ModelFileError(f"{path}: empty file, not a tinykws model file")
     try:
-        d = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelFileError(f"{path}: not a readable tinykws model file ({exc.__class__.__name__}: {exc})") from None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelFileError(f"{path}: not a tinykws model file (unreadable or unsafe content)") from None
+    except (EOFError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"{path}: truncated or damaged model file ({exc.__class__.__name__})") from None
+    except RuntimeError as exc:
+        text = str(exc)
+        if "zip archive" in text or "central directory" in text or "PytorchStreamReader" in text:
+            raise ModelFileError(f"{path}: truncated or damaged model file (not a complete torch archive)") from None
+        raise ModelFileError(f"{path}: not a tinykws model file (unreadable or unsafe content)") from None
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:  # torch's reader reports a cut-off archive as EINVAL
+            raise ModelFileError(f"{path}: truncated or damaged model file") from None
+        raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except Exception:  # any other failure inside the unpickler: the content is not ours
+        raise ModelFileError(f"{path}: not a tinykws model file (unreadable or unsafe content)") from None
+
+
+def _read(path: Path) -> dict:
+    if path.suffix.lower() == ".tflite":
+        raise ModelFileError(f"{path}: a .tflite model; this command takes a tinykws model file (.pt) or a "
+                             f"shipped model name (`tinykws eval --model x.tflite` runs a .tflite)")
+    d = _torch_load(path)
     if isinstance(d, dict) and "model" in d and isinstance(d["model"], dict) and d["model"].get("format") == FORMAT:
         d = d["model"]  # a training checkpoint (last.pt) holds the bundle under "model"
     if not isinstance(d, dict) or d.get("format") != FORMAT:
@@ -92,6 +123,17 @@ def resolve(name_or_path: str | Path | None) -> Path:
     hint = difflib.get_close_matches(str(name_or_path), PRETRAINED, n=1)
     raise ModelFileError(f"{name_or_path}: no such model file, and not a shipped model "
                          f"({', '.join(PRETRAINED)}){f'; did you mean {hint[0]!r}?' if hint else ''}")
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A training checkpoint (last.pt: config, model, optimizer state, epoch) with one-line errors."""
+    path = Path(path)
+    d = _torch_load(path)
+    keys = ("config", "model", "optimizer", "epoch", "best", "history")
+    if not isinstance(d, dict) or any(k not in d for k in keys) or not isinstance(d["model"], dict) \
+            or d["model"].get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a tinykws training checkpoint (damaged or from elsewhere)")
+    return d
 
 
 def load_bundle(name_or_path: str | Path | None = None) -> ModelBundle:

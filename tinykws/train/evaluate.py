@@ -72,21 +72,39 @@ def evaluate_dir(model_or_name=None, data_dir: str | Path = "", split: str = "te
 
 
 @torch.no_grad()
-def predict_files(files: list[str | Path], model_or_name=None, top: int = 3) -> list[dict]:
-    """Top-k labels and probabilities for each audio file."""
-    from ..audio import build_frontend
+def predict_files(files: list[str | Path], model_or_name=None, top: int = 3, errors: str = "raise") -> list[dict]:
+    """Top-k labels and probabilities for each audio file, in order.
+
+    errors="raise": an unusable file raises AudioError; errors="collect": it becomes
+    {"file": ..., "error": message} in the list and the other files are still classified.
+    """
+    from ..audio import AudioError, build_frontend
     from ..data.clips import read_clip
     from .checkpoint import load_model
 
+    if errors not in ("raise", "collect"):
+        raise ValueError(f"errors={errors!r}: use 'raise' or 'collect'")
     model, bundle = load_model(model_or_name)
     frontend = build_frontend(bundle.frontend)
-    clips = [read_clip(f) for f in files]
-    waves = np.stack([c[0] for c in clips])
-    probs = torch.softmax(model(frontend(torch.from_numpy(waves))), dim=1)
+    clips: list = []
+    for f in files:
+        try:
+            clips.append(read_clip(f))
+        except AudioError as exc:
+            if errors == "raise":
+                raise
+            clips.append(exc)
+    good = [c for c in clips if not isinstance(c, Exception)]
+    probs = iter(torch.softmax(model(frontend(torch.from_numpy(np.stack([c[0] for c in good])))), dim=1)
+                 if good else [])
     out = []
-    for f, p, (_, notes) in zip(files, probs, clips):
+    for f, c in zip(files, clips):
+        if isinstance(c, Exception):
+            out.append({"file": str(f), "error": str(c)})
+            continue
+        p = next(probs)
         v, i = p.topk(min(top, len(p)))
-        out.append({"file": str(f), "label": bundle.labels[i[0]], "score": float(v[0]), "notes": notes,
+        out.append({"file": str(f), "label": bundle.labels[i[0]], "score": float(v[0]), "notes": c[1],
                     "top": [{"label": bundle.labels[j], "score": float(s)} for s, j in zip(v, i)]})
     return out
 

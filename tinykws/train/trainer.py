@@ -17,7 +17,7 @@ from ..data.clips import ClipSet, load_background, load_clips
 from ..data.features import cached_features
 from ..data.speech_commands import SILENCE, UNKNOWN, SpeechCommands, make_task
 from ..models import create_model
-from .checkpoint import ModelBundle, atomic_save, save_bundle
+from .checkpoint import ModelBundle, atomic_save, read_checkpoint, save_bundle
 from .evaluate import evaluate_features
 
 
@@ -148,7 +148,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
         torch.set_num_threads(cfg.threads)
     state = None
     if resume:
-        state = torch.load(last, map_location="cpu", weights_only=True)
+        state = read_checkpoint(last)
         cfg = TrainConfig.from_dict(state["config"])
     # everything that can be wrong with the settings fails here, before any file is written
     labels = make_task(cfg.task).labels
