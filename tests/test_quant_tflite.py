@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from tinykws.audio import get_preset
-from tinykws.quant import (QuantizationError, evaluate_tflite, export_onnx, read_tflite, run_onnx, tflm_run,
+from tinykws.train import evaluate_tflite
+from tinykws.quant import (QuantizationError, export_onnx, read_tflite, run_onnx, tflm_run,
                            to_integer, to_tflite_bytes)
 from tinykws.recipes.quantize import accuracy, int8_summary, quantize_model, split_features
 from tinykws.train import load_model

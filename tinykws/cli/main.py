@@ -114,7 +114,7 @@ def eval_cmd(
 
     _check_new_file(confusion, overwrite)
     if model is not None and model.endswith(".tflite"):
-        from ..quant import evaluate_tflite
+        from ..train import evaluate_tflite
 
         result = evaluate_tflite(model, data, split, labels=labels.split(",") if labels else None,
                                  frontend=frontend, progress=not as_json)

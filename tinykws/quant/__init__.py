@@ -12,12 +12,12 @@ from .graph import QuantizationError, trace
 from .quantize import (apply_quant_dict, bit_penalty, bit_stats, calibrate, fold_batchnorm, freeze_bits,
                        meet_bit_targets, quantize_)
 from .integer import IntModel, IntOp, QTensor, to_integer
-from .tflite import evaluate_tflite, export_tflite, read_tflite, tflm_run, to_tflite_bytes
+from .tflite import TFLiteError, UnsupportedOpError, export_tflite, read_tflite, tflm_run, to_tflite_bytes
 from .onnx_export import export_onnx, run_onnx
 
 __all__ = [
     "PTQConfig", "QATConfig", "LearnedBitsConfig", "config_from_dict", "config_to_dict", "preset",
     "QuantizationError", "trace", "quantize_", "calibrate", "fold_batchnorm", "apply_quant_dict", "bit_stats",
     "bit_penalty", "meet_bit_targets", "freeze_bits", "IntModel", "IntOp", "QTensor", "to_integer",
-    "to_tflite_bytes", "export_tflite", "read_tflite", "tflm_run", "evaluate_tflite", "export_onnx", "run_onnx",
+    "to_tflite_bytes", "export_tflite", "read_tflite", "tflm_run", "TFLiteError", "UnsupportedOpError", "export_onnx", "run_onnx",
 ]

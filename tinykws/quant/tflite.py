@@ -3,7 +3,7 @@ and run .tflite files with the TensorFlow Lite Micro interpreter (the `tflite-mi
 
 The flatbuffer schema classes come with tflite-micro (flatc-generated, object API); the model is
 written with `flatbuffers`. tinykws stores its labels and front-end settings as JSON in the
-model's metadata ("tinykws"), so `evaluate_tflite` can make the features a model expects.
+model's metadata ("tinykws"), so `tinykws.train.evaluate_tflite` can make the features a model expects.
 """
 from __future__ import annotations
 
@@ -410,31 +410,3 @@ def tflm_run(model: bytes | str | Path, x: np.ndarray) -> np.ndarray:
         interp.invoke()
         outs.append(np.array(interp.get_output(0)).reshape(-1))
     return np.stack(outs)
-
-
-def evaluate_tflite(path: str | Path, data_dir: str | Path, split: str = "testing", labels: list[str] | None = None,
-                    frontend=None, progress: bool = False, seed: int = 0):
-    """Top-1 of a .tflite model run by the TFLite Micro interpreter on a data set split, with the
-    model's own front end and labels (stored by tinykws export; pass them for other models)."""
-    from ..audio import FrontendConfig, build_frontend, get_preset
-    from ..data.clips import load_clips
-    from ..data.features import cached_features
-    from ..data.speech_commands import SpeechCommands
-    from ..train.evaluate import evaluate_predictions, task_of
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such .tflite file")
-    im = read_tflite(path)
-    labels = labels or im.meta.get("labels")
-    fe = frontend or im.meta.get("frontend")
-    if not labels or fe is None:
-        raise QuantizationError(f"{path}: no tinykws metadata (labels, front end); pass them (--labels, --frontend)")
-    fe = get_preset(fe) if isinstance(fe, str) else fe if isinstance(fe, FrontendConfig) else FrontendConfig.from_dict(fe)
-    ds = SpeechCommands.open(data_dir)
-    clips = load_clips(ds, ds.entries(split, task_of(labels), 0.1, 0.1, seed), labels, seed, progress=progress)
-    if len(clips) == 0:
-        raise ValueError(f"{data_dir}: no readable clips in the {split} split")
-    feats = cached_features(clips, build_frontend(fe), fe.key()).numpy()
-    out = tflm_run(path, im.quantize_input(feats))
-    return evaluate_predictions(out.argmax(1), clips.labels, labels)

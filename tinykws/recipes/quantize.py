@@ -18,6 +18,7 @@ from ..quant.config import LearnedBitsConfig, PTQConfig, QuantConfig, config_to_
 from ..quant.graph import QuantizationError
 from ..quant.integer import IntModel, to_integer
 from ..quant.quantize import bit_penalty, bit_stats, freeze_bits, meet_bit_targets, quantize_
+from ..train import evaluate
 from ..train.evaluate import predict_logits
 
 CALIB_CLIPS = 400
@@ -36,24 +37,12 @@ def data_dir_of(bundle, data: str | Path | None) -> Path:
 
 
 def split_features(bundle, data_dir, split: str, limit: int | None = None, seed: int = 0):
-    """(features (N, *feature_shape) float tensor, labels (N,) int64 array) of a split, with the
-    model's own front end; silence and unknown drawn as in `evaluate_dir`."""
-    from ..audio import build_frontend
-    from ..data.clips import load_clips
-    from ..data.features import cached_features
-    from ..data.speech_commands import SpeechCommands
-    from ..train.evaluate import task_of
-
-    ds = SpeechCommands.open(data_dir)
-    entries = ds.entries(split, task_of(bundle.labels), 0.1, 0.1, seed)
-    if limit is not None and len(entries) > limit:
-        rng = np.random.default_rng(seed)
-        entries = [entries[i] for i in sorted(rng.choice(len(entries), limit, replace=False))]
-    clips = load_clips(ds, entries, bundle.labels, seed, progress=False)
-    if len(clips) == 0:
-        raise QuantizationError(f"{data_dir}: no clips in the {split} split to calibrate or evaluate on")
-    feats = cached_features(clips, build_frontend(bundle.frontend), bundle.frontend.key())
-    return feats, clips.labels
+    """Features and labels of a split for a model file's labels and front end (see
+    `tinykws.train.evaluate.split_features`); an empty split is a QuantizationError."""
+    try:
+        return evaluate.split_features(data_dir, split, bundle.labels, bundle.frontend, limit, seed)
+    except ValueError as exc:
+        raise QuantizationError(f"{exc} to calibrate or evaluate on") from None
 
 
 def _as_config(method) -> QuantConfig:

@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..audio import FrontendConfig, get_preset
 from ..data.speech_commands import SILENCE, UNKNOWN, SpeechCommands, Task
+from ..quant import QuantizationError, read_tflite, tflm_run
+from .checkpoint import ModelBundle, load_model
 
 
 @dataclass
@@ -49,26 +52,55 @@ def task_of(labels: list[str]) -> Task:
     return Task(tuple(l for l in labels if l not in (SILENCE, UNKNOWN)), SILENCE in labels, UNKNOWN in labels)
 
 
-def evaluate_dir(model_or_name=None, data_dir: str | Path = "", split: str = "testing", progress: bool = False,
-                 seed: int = 0) -> tuple[EvalResult, "ModelBundle"]:  # noqa: F821 (imported lazily)
-    """Evaluate a model (file, shipped name, or None for the default) on a data set folder's split
-    or on an official test-set folder."""
+def split_features(data_dir: str | Path, split: str, labels: list[str], frontend, limit: int | None = None,
+                   seed: int = 0, progress: bool = False):
+    """(features (N, *feature_shape) float tensor, labels (N,) int64 array) of a data set split (or
+    an official test-set folder) for a model's labels and front end (a FrontendConfig): silence and
+    unknown each 10% of the keyword count, `limit` clips drawn at random (seeded), decoded clips
+    and features cached. Unreadable clips are skipped with a warning naming the count."""
     from ..audio import build_frontend
     from ..data.clips import load_clips
     from ..data.features import cached_features
-    from .checkpoint import load_model
 
-    model, bundle = load_model(model_or_name)
     ds = SpeechCommands.open(data_dir)
-    entries = ds.entries(split, task_of(bundle.labels), 0.1, 0.1, seed)
-    clips = load_clips(ds, entries, bundle.labels, seed, progress=progress)
+    entries = ds.entries(split, task_of(labels), 0.1, 0.1, seed)
+    if limit is not None and len(entries) > limit:
+        rng = np.random.default_rng(seed)
+        entries = [entries[i] for i in sorted(rng.choice(len(entries), limit, replace=False))]
+    clips = load_clips(ds, entries, labels, seed, progress=progress)
     if clips.skipped:
         warnings.warn(f"{data_dir}: {len(clips.skipped)} unreadable clip(s) skipped, e.g. {clips.skipped[0][1]}",
                       stacklevel=2)
     if len(clips) == 0:
         raise ValueError(f"{data_dir}: no readable clips in the {split} split")
-    feats = cached_features(clips, build_frontend(bundle.frontend), bundle.frontend.key())
-    return evaluate_features(model, feats, torch.from_numpy(clips.labels), bundle.labels), bundle
+    return cached_features(clips, build_frontend(frontend), frontend.key()), clips.labels
+
+
+def evaluate_dir(model_or_name=None, data_dir: str | Path = "", split: str = "testing", progress: bool = False,
+                 seed: int = 0) -> tuple[EvalResult, ModelBundle]:
+    """Evaluate a model (file, shipped name, or None for the default) on a data set folder's split
+    or on an official test-set folder."""
+    model, bundle = load_model(model_or_name)
+    feats, y = split_features(data_dir, split, bundle.labels, bundle.frontend, seed=seed, progress=progress)
+    return evaluate_features(model, feats, torch.from_numpy(y), bundle.labels), bundle
+
+
+def evaluate_tflite(path: str | Path, data_dir: str | Path, split: str = "testing", labels: list[str] | None = None,
+                    frontend=None, progress: bool = False, seed: int = 0) -> EvalResult:
+    """Top-1 of a .tflite model run by the TFLite Micro interpreter on a data set split, with the
+    model's own front end and labels (stored by tinykws export; pass them for other models)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such .tflite file")
+    im = read_tflite(path)
+    labels = labels or im.meta.get("labels")
+    fe = frontend or im.meta.get("frontend")
+    if not labels or fe is None:
+        raise QuantizationError(f"{path}: no tinykws metadata (labels, front end); pass them (--labels, --frontend)")
+    fe = get_preset(fe) if isinstance(fe, str) else fe if isinstance(fe, FrontendConfig) else FrontendConfig.from_dict(fe)
+    feats, y = split_features(data_dir, split, labels, fe, seed=seed, progress=progress)
+    out = tflm_run(path, im.quantize_input(feats.numpy()))
+    return evaluate_predictions(out.argmax(1), y, labels)
 
 
 @torch.no_grad()
@@ -80,7 +112,6 @@ def predict_files(files: list[str | Path], model_or_name=None, top: int = 3, err
     """
     from ..audio import AudioError, build_frontend
     from ..data.clips import read_clip
-    from .checkpoint import load_model
 
     if errors not in ("raise", "collect"):
         raise ValueError(f"errors={errors!r}: use 'raise' or 'collect'")
