@@ -8,7 +8,6 @@ before anything is touched.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile

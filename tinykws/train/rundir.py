@@ -5,7 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
-from ..outputs import MARKER, OutputError, atomic_write_text, check_output_dir, clear_dir, mark
+from ..outputs import MARKER, atomic_write_text, check_output_dir, clear_dir, mark
 
 class RunDir:
     """A run folder: marker, config.json, metrics.jsonl, last.pt (full state), best.pt (best model).

@@ -5,7 +5,6 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -269,6 +268,3 @@ def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, prog
     from .checkpoint import load_bundle
 
     return load_bundle(out / "best.pt")
-
-
-_Progress = Progress  # old name
