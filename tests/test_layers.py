@@ -10,7 +10,7 @@ import tinykws
 
 ROOT = Path(tinykws.__file__).resolve().parent
 # Lowest first: a stage may import the stages before it, never one after it.
-LAYERS = ["checks", "pretrained", "audio", "data", "models", "quant", "train", "deploy", "prune", "stream",
+LAYERS = ["checks", "outputs", "pretrained", "audio", "data", "models", "quant", "train", "deploy", "prune", "stream",
           "nas", "recipes", "pipeline", "cli", "__main__"]
 
 

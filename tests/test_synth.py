@@ -96,8 +96,13 @@ def test_refuses_non_empty_folder(tmp_path):
     with pytest.raises(FileExistsError, match="busy"):
         generate_synthetic(out, cfg, progress=False)
     assert (out / "keep.txt").read_text() == "mine"
-    generate_synthetic(out, cfg, progress=False, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "go").is_dir()
+    with pytest.raises(FileExistsError, match="marker"):  # not a folder tinykws wrote
+        generate_synthetic(out, cfg, progress=False, overwrite=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    ours = generate_synthetic(tmp_path / "ours", cfg, progress=False)
+    (ours / "extra.txt").write_text("x")
+    generate_synthetic(ours, cfg, progress=False, overwrite=True)
+    assert not (ours / "extra.txt").exists() and (ours / "go").is_dir()
     empty = tmp_path / "empty"
     empty.mkdir()
     assert generate_synthetic(empty, cfg, progress=False) == empty

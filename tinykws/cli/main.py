@@ -22,8 +22,9 @@ def _emit_json(obj: dict) -> None:
 
 
 def _check_new_file(path: Optional[Path], overwrite: bool) -> None:
-    if path is not None and path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: exists; pass --overwrite to replace it")
+    from ..outputs import check_output_file
+
+    check_output_file(path, overwrite)
 
 
 @data_app.command("download")
@@ -53,8 +54,23 @@ def data_synth(
     err.print(f"synthetic data set written to [bold]{path}[/bold]")
 
 
+# the training settings each `train` option sets (to tell which ones a --resume contradicts)
+_TRAIN_FIELDS = {"data": "data", "model": "model", "arch": "model_kwargs", "dropout": "model_kwargs",
+                 "frontend": "frontend", "task": "task", "keywords": "task", "extra_data": "extra_data",
+                 "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr",
+                 "weight_decay": "weight_decay", "label_smoothing": "label_smoothing", "unknown_frac": "unknown_frac",
+                 "speed": "augment", "specaug": "augment", "threads": "threads", "seed": "seed"}
+
+
+def given_options(ctx: typer.Context) -> set[str]:
+    """Names of the options the user gave on the command line (not defaults)."""
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    return {name for name, src in sources.items() if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")}
+
+
 @app.command("train")
 def train_cmd(
+    ctx: typer.Context,
     data: Path = typer.Option(..., help="Speech Commands folder (word folders, lists)"),
     out: Path = typer.Option(Path("runs/kws"), help="run folder: checkpoints, metrics, best model"),
     model: str = typer.Option("dscnn_mlperf", help="architecture from the registry (see `tinykws models`)"),
@@ -63,7 +79,8 @@ def train_cmd(
     task: str = typer.Option("12", help="'12' (10 keywords + silence + unknown) or '35' (all words)"),
     keywords: Optional[str] = typer.Option(None, help="your own keywords, e.g. marvin,sheila (overrides --task)"),
     extra_data: List[Path] = typer.Option([], help="more folders whose clips all serve training (e.g. synthetic)"),
-    epochs: int = typer.Option(80),
+    epochs: int = typer.Option(80, help="epochs; with --resume a larger value extends the run (its learning-rate "
+                                        "schedule becomes that of the new length)"),
     batch_size: int = typer.Option(100),
     optimizer: str = typer.Option("adam", help="adam or sgd"),
     lr: float = typer.Option(3e-3),
@@ -75,8 +92,9 @@ def train_cmd(
     specaug: bool = typer.Option(True, help="SpecAugment time and coefficient masks"),
     threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)"),
     seed: int = typer.Option(0),
-    resume: bool = typer.Option(False, help="continue the run in --out"),
-    overwrite: bool = typer.Option(False, help="replace an existing run folder"),
+    resume: bool = typer.Option(False, help="continue the run in --out with its stored settings (options that "
+                                            "contradict them are an error)"),
+    overwrite: bool = typer.Option(False, help="start a clean run, replacing a run folder tinykws wrote"),
 ):
     """Train a keyword spotter."""
     from ..data.augment import AugmentConfig
@@ -93,7 +111,8 @@ def train_cmd(
                       unknown_frac=unknown_frac, augment=aug, seed=seed, threads=threads,
                       model_kwargs={**({"dropout": dropout} if dropout is not None else {}),
                                     **({"arch": arch} if arch else {})})
-    bundle = train(cfg, resume=resume, overwrite=overwrite)
+    given = {_TRAIN_FIELDS[o] for o in given_options(ctx) if o in _TRAIN_FIELDS}
+    bundle = train(cfg, resume=resume, overwrite=overwrite, given=given)
     err.print(f"best validation accuracy {100 * bundle.metrics['val_acc']:.2f}% (epoch {bundle.metrics['epoch']}); "
               f"model: [bold]{out / 'best.pt'}[/bold]")
 
@@ -223,9 +242,10 @@ def demo_cmd(
     data: Optional[Path] = typer.Option(None, help="a Speech Commands folder; default: generate synthetic speech"),
     out: Path = typer.Option(Path("tinykws-demo"), help="report folder"),
     epochs: int = typer.Option(60),
-    overwrite: bool = typer.Option(False, help="replace an existing report folder"),
+    overwrite: bool = typer.Option(False, help="replace a report folder tinykws wrote (checked after the inputs)"),
     search_epochs: int = typer.Option(4, help="epochs of the short architecture search at the end (0: none)"),
-    search_train_epochs: int = typer.Option(10, help="training epochs of the searched model"),
+    search_train_epochs: int = typer.Option(10, help="training epochs of the searched model (set it to --epochs "
+                                                     "for a like-for-like comparison with the DS-CNN)"),
 ):
     """The main job: data -> train -> evaluate -> int8 -> short architecture search, with a report folder."""
     from ..pipeline import run_demo

@@ -73,7 +73,9 @@ def _write_pareto(rows: list, out: Path, as_json: bool) -> None:
     """table.md and pareto.png in `out`; the table (or the JSON contract) on stdout."""
     from ..nas.pareto import format_table, plot_pareto
 
-    out.mkdir(parents=True, exist_ok=True)
+    from ..outputs import open_report_dir
+
+    open_report_dir(out)
     (out / "table.md").write_text(format_table(rows) + "\n")
     plot_pareto(rows, out / "pareto.png")
     if as_json:
@@ -88,6 +90,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("search")
     def search_cmd(
+        ctx: typer.Context,
         data: Path = typer.Option(..., help="Speech Commands folder (word folders, lists)"),
         out: Path = typer.Option(Path("runs/search"), help="run folder: checkpoints, metrics, search.json"),
         space: str = _space_opts()["space"],
@@ -133,13 +136,7 @@ def register(app: typer.Typer) -> None:
                            threads=threads, device=device)
         log = _log(as_json)
         if train_epochs > 0:
-            if out.exists() and any(out.iterdir()) and not (resume or overwrite):
-                raise FileExistsError(f"{out}: output folder exists and is not empty; use --resume or --overwrite")
-            if overwrite and not resume and out.exists():
-                import shutil
-
-                shutil.rmtree(out)
-            row = run_trial(cfg, train_epochs, progress=not as_json, log=log, resume=resume)
+            row = run_trial(cfg, train_epochs, progress=not as_json, log=log, resume=resume, overwrite=overwrite)
             if as_json:
                 _emit_json(row)
             else:
@@ -148,7 +145,10 @@ def register(app: typer.Typer) -> None:
                       f"weights (int8); test accuracy {100 * row['test_acc']:.2f}% ({row['test_n']} clips); "
                       f"model: {row['model_file']}")
             return
-        res = search(cfg, resume=resume, overwrite=overwrite, progress=not as_json, log=log)
+        from .main import given_options
+
+        given = given_options(ctx) & set(SearchConfig.__dataclass_fields__)
+        res = search(cfg, resume=resume, overwrite=overwrite, progress=not as_json, log=log, given=given)
         if as_json:
             _emit_json({k: v for k, v in res.to_dict().items() if k not in ("history", "probs")})
             return
@@ -291,9 +291,9 @@ def register(app: typer.Typer) -> None:
         """Write a per-layer cost lookup table for a space (MAC-based latency estimates to replace by
         measurements), for `tinykws search --cost lut:FILE`."""
         from ..nas.cost import write_lut_template
+        from ..outputs import check_output_file
 
-        if out.exists() and not overwrite:
-            raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
+        check_output_file(out, overwrite)
         sp = _space(space, frontend, width, layers, kernels, expansions, first_stride)
         t = write_lut_template(sp, out)
         err.print(f"{len(t['blocks'])} entries written to {out}")

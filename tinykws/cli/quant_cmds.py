@@ -17,9 +17,15 @@ def _emit_json(obj: dict) -> None:
     sys.stdout.flush()
 
 
-def _check_new(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite and (path.is_file() or any(path.iterdir())):
-        raise FileExistsError(f"{path}: exists; pass --overwrite to replace it")
+def _check_new(path: Path, overwrite: bool, inputs=(), folder: bool = False) -> None:
+    """Checks before any work: a new file/folder, or with --overwrite one that tinykws wrote."""
+    from ..outputs import check_output_dir, check_output_file
+
+    inputs = [i for i in inputs if i is not None and Path(i).exists()]
+    if folder:
+        check_output_dir(path, overwrite, inputs)
+    else:
+        check_output_file(path, overwrite, inputs)
 
 
 def register(app: typer.Typer) -> None:
@@ -45,10 +51,12 @@ def register(app: typer.Typer) -> None:
         from ..recipes.quantize import quant_report, quantize_model
         from ..train import save_bundle
 
-        _check_new(out, overwrite)
+        from ..outputs import prepare_output_dir
+
+        _check_new(out, overwrite, [model, data], folder=report)
         log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False))
         if report:
-            out.mkdir(parents=True, exist_ok=True)
+            prepare_output_dir(out, overwrite, [i for i in (model, data) if i is not None and Path(i).exists()])
             learned = preset("learned", weight_bits=weight_target, act_bits=act_target)
             methods = ("ptq8", "qat8", "qat4", "qat2", learned)
             rep = quant_report(model, data, methods=methods, epochs=epochs, lr=lr, out_dir=out, log=log)
@@ -93,7 +101,7 @@ def register(app: typer.Typer) -> None:
 
         if format not in ("tflite", "onnx"):
             raise QuantizationError(f"unknown --format {format!r}: use tflite or onnx")
-        _check_new(out, overwrite)
+        _check_new(out, overwrite, [model, data])
         net, bundle = load_model(model)
         info = {"out": str(out), "format": format, "quantized": bool(bundle.quant)}
         if format == "tflite":

@@ -23,6 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from tinykws.audio.io import CLIP_SAMPLES, SAMPLE_RATE, resample, save_audio
+from tinykws.outputs import check_output_dir, swap_in, temp_sibling
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 OTHER_WORDS = ("bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
@@ -60,15 +61,15 @@ def generate_synthetic(out_dir: str | Path, config: SynthConfig | None = None,
                        progress: bool = True, overwrite: bool = False) -> Path:
     """Write a synthetic Speech Commands data set to `out_dir` and return its path.
 
-    Refuses (FileExistsError) when `out_dir` exists and is not empty, unless `overwrite`.
+    Refuses (FileExistsError) when `out_dir` exists and is not empty, unless `overwrite` and it is
+    a folder tinykws wrote (it holds the `.tinykws` marker); never the current folder or its parents.
     Same config (seed included) gives byte-identical files.
     """
     config = config or SynthConfig()
     out_dir = Path(out_dir)
-    _check_target(out_dir, overwrite)
+    check_output_dir(out_dir, overwrite)
     _check_config(config)
     _check_espeak(config.voices)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
 
     rng = np.random.default_rng(config.seed)
     speakers = _speaker_pool(config, rng)
@@ -89,8 +90,7 @@ def generate_synthetic(out_dir: str | Path, config: SynthConfig | None = None,
     val_ids = {ids[i] for i in order[n_test:n_test + n_val]}
     noise_seed = int(rng.integers(2**32))
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.resolve().name}.", suffix=".tmp", dir=out_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the data set is not
+    tmp = temp_sibling(out_dir)  # filled, then swapped in: an old folder is replaced only at the end
     try:
         for word in config.words:
             (tmp / word).mkdir()
@@ -119,12 +119,7 @@ def generate_synthetic(out_dir: str | Path, config: SynthConfig | None = None,
             (tmp / fname).write_text("".join(n + "\n" for n in sorted(names)))
         (tmp / "README.md").write_text(_readme(config, len(jobs), len(ids), n_val, n_test,
                                                {k: len(v) for k, v in lists.items()}))
-        _check_target(out_dir, overwrite)  # may have appeared while generating
-        if out_dir.is_dir():
-            shutil.rmtree(out_dir)
-        elif out_dir.exists():
-            out_dir.unlink()
-        tmp.rename(out_dir)
+        swap_in(tmp, out_dir, overwrite)  # checks again: the folder may have appeared while generating
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -219,14 +214,6 @@ def _split_sizes(n: int, config: SynthConfig) -> tuple[int, int]:
         raise ValueError(f"{n} speakers are too few for val_fraction={config.val_fraction} "
                          f"and test_fraction={config.test_fraction}")
     return n_test, n_val
-
-
-def _check_target(out_dir: Path, overwrite: bool) -> None:
-    if overwrite or not out_dir.exists():
-        return
-    if not out_dir.is_dir() or any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} exists and is not empty; choose another folder "
-                              "or pass overwrite=True to replace it")
 
 
 def _check_config(config: SynthConfig) -> None:

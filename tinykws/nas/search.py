@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +34,10 @@ from ..audio import build_frontend, get_preset
 from ..data.augment import AugmentConfig, WaveAugment, spec_augment
 from ..data.features import cached_features
 from ..train.checkpoint import atomic_save
+from ..train.progress import Progress
+from ..outputs import check_output_dir, clear_dir, mark
+from ..train.rundir import RunDir
+from ..train.trainer import resumed_config
 from ..train.trainer import (TrainConfig, class_ids, epoch_indices, epoch_steps, load_train_data, lr_at,
                              make_optimizer, settings_from_dict)
 from .cost import CostTable, arch_cost, make_cost_model
@@ -192,28 +195,29 @@ def check_search_config(cfg: SearchConfig):
 
 
 def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, progress: bool = True,
-           data=None, log=print) -> SearchResult:
-    """Run (or continue) a search; returns the derived architecture and its costs."""
-    out = Path(cfg.out)
-    last = out / "last.pt"
+           data=None, log=print, given=None) -> SearchResult:
+    """Run (or continue) a search; returns the derived architecture and its costs. With `resume`,
+    the settings named in `given` must agree with the stored run's (a larger `epochs` extends it)."""
+    run = RunDir(cfg.out, inputs=[cfg.data])
+    run.prepare(resume, overwrite)
+    out, last = run.path, run.last
+    state = None
     if resume:
-        if not last.exists():
-            raise FileNotFoundError(f"{last}: nothing to resume")
         state = torch.load(last, map_location="cpu", weights_only=True)
-        cfg = SearchConfig.from_dict(state["config"])
-    else:
-        state = None
-        if out.exists() and any(out.iterdir()):
-            if not overwrite:
-                raise FileExistsError(f"{out}: output folder exists and is not empty; use --resume to continue the "
-                                      f"search in it, or --overwrite to replace it")
-            shutil.rmtree(out)
+        cfg = resumed_config(SearchConfig, state["config"], cfg, given, state["epoch"] + 1)
     space, table = check_search_config(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    run.start(asdict(cfg), resume=resume)
+    try:
+        return _search(cfg, run, state, space, table, progress, data, log)
+    except BaseException:
+        run.abandon()  # a start that failed before its first checkpoint leaves nothing behind
+        raise
 
+
+def _search(cfg, run, state, space, table, progress, data, log) -> SearchResult:
+    out, last = run.path, run.last
     tcfg = cfg.train_config()
     data = data or load_train_data(tcfg, progress)
     if len(data.labels) != space.num_classes:
@@ -250,8 +254,7 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
         opt_w.load_state_dict(state["opt_w"])
         opt_a.load_state_dict(state["opt_a"])
         start, history, elapsed = state["epoch"] + 1, state["history"], state.get("seconds", 0.0)
-        with open(out / "metrics.jsonl", "w") as f:
-            f.writelines(json.dumps(h) + "\n" for h in history)
+        run.write_history(history)
 
     def batch(bi, g):
         y = torch.from_numpy(data.train.labels[bi])
@@ -262,7 +265,7 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
                 feats = spec_augment(feats, cfg.augment, g)
         return feats, y.to(device)
 
-    bar = _bar(progress, total, start * steps)
+    bar = Progress(progress, total, start * steps)
     t_start = time.time()
     for epoch in range(start, cfg.epochs):
         seed = cfg.seed * 100_003 + epoch
@@ -323,8 +326,7 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
         atomic_save({"config": asdict(cfg), "net": net.state_dict(), "opt_w": opt_w.state_dict(),
                      "opt_a": opt_a.state_dict(), "epoch": epoch, "history": history,
                      "seconds": elapsed + time.time() - t_start}, last)
-        with open(out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        run.append_metrics(rec)
         log(f"epoch {epoch + 1}/{cfg.epochs} [{rec['phase']}]  loss {rec['train_loss']:.4f}  val(derived) "
             f"{val_acc:.4f}  E[{table.model.name}] {exp_cost:,.0f}  derived {rec['derived_cost']:,.0f}  "
             f"{rec['arch']}  ({rec['seconds']:.0f} s)")
@@ -374,7 +376,7 @@ def retrain(result: SearchResult | str, out: str | Path, data: str, epochs: int 
 
 
 def run_trial(cfg: SearchConfig, train_epochs: int = 40, progress: bool = False, log=print, resume: bool = True,
-              data=None, train_kw: dict | None = None) -> dict:
+              data=None, train_kw: dict | None = None, overwrite: bool = False) -> dict:
     """Search, train the derived model from scratch, evaluate on the test split: one row of the table.
 
     Files: ``cfg.out/search`` (the search), ``cfg.out/train`` (training), ``cfg.out/row.json``.
@@ -382,6 +384,11 @@ def run_trial(cfg: SearchConfig, train_epochs: int = 40, progress: bool = False,
     from ..train import evaluate_dir, load_bundle
 
     root = Path(cfg.out)
+    check_output_dir(root, overwrite, [cfg.data], resume=resume)
+    if not resume and root.exists() and any(root.iterdir()):
+        clear_dir(root)
+    check_search_config(cfg)  # bad settings fail before the folder is made
+    mark(root)
     row_path = root / "row.json"
     if resume and row_path.exists():
         return json.loads(row_path.read_text())
@@ -428,16 +435,3 @@ def short_search_demo(data: str | Path, out: str | Path, epochs: int = 4, train_
         f"(int8)\n\nTest accuracy after {train_epochs} training epochs: {100 * row['test_acc']:.2f}% "
         f"({row['test_n']} clips)\n")
     return row
-
-
-class _bar:
-    def __init__(self, enabled: bool, total: int, done: int):
-        from ..train.trainer import _Progress
-
-        self.p = _Progress(enabled, total, done)
-
-    def step(self, d: str) -> None:
-        self.p.step(d)
-
-    def close(self) -> None:
-        self.p.close()

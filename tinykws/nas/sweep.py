@@ -82,6 +82,7 @@ def run_sweep(cfg: SweepConfig, log=print, progress: bool = False, threads: int 
     from ..data.features import cached_features
     from ..data.speech_commands import SpeechCommands
     from ..train.evaluate import task_of
+    from ..outputs import open_report_dir
     from ..train.trainer import load_train_data
 
     grid = cfg.grid()
@@ -93,7 +94,7 @@ def run_sweep(cfg: SweepConfig, log=print, progress: bool = False, threads: int 
         except ValueError as exc:
             if "target" not in str(exc):
                 raise
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    open_report_dir(cfg.out, [cfg.data])  # a sweep continues in its folder: only in one tinykws wrote
     (Path(cfg.out) / "sweep.json").write_text(json.dumps(asdict(cfg), indent=2))
     study = _study(cfg)
     done = set()

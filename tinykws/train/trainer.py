@@ -5,7 +5,6 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +18,8 @@ from ..data.speech_commands import SILENCE, UNKNOWN, SpeechCommands, make_task
 from ..models import create_model
 from .checkpoint import ModelBundle, atomic_save, read_checkpoint, save_bundle
 from .evaluate import evaluate_features
+from .progress import Progress
+from .rundir import RunDir, config_changes
 
 
 def settings_from_dict(cls, d: dict, what: str):
@@ -130,26 +131,26 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
 
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progress: bool = True,
           data: TrainData | None = None, log=print, model: torch.nn.Module | None = None,
-          quant: dict | None = None, extra_loss=None) -> ModelBundle:
+          quant: dict | None = None, extra_loss=None, given=None) -> ModelBundle:
     """Train and return the best model (by validation accuracy). Files in cfg.out:
     `last.pt` (full state, every epoch), `best.pt` (model file), `metrics.jsonl`, `config.json`.
+
+    `resume` continues the run in cfg.out with its stored settings; `given` names the settings the
+    caller set on purpose: those that contradict the stored run are an error (a larger `epochs` extends
+    it). `overwrite` replaces an old run folder tinykws wrote (a clean start).
 
     `model` starts from a given network (e.g. a pretrained one prepared for quantization-aware
     training) instead of a fresh `cfg.model`; `quant` is then stored in the model files so that
     `ModelBundle.build` can rebuild it."""
-    out = Path(cfg.out)
-    last = out / "last.pt"
-    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
-        raise FileExistsError(f"{out}: output folder exists and is not empty; use --resume to continue "
-                              f"the run in it, or --overwrite to replace it")
-    if resume and not last.exists():
-        raise FileNotFoundError(f"{last}: nothing to resume")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    run = RunDir(cfg.out, inputs=[cfg.data, *cfg.extra_data])
+    run.prepare(resume, overwrite)
+    out, last = run.path, run.last
     state = None
     if resume:
         state = read_checkpoint(last)
-        cfg = TrainConfig.from_dict(state["config"])
+        cfg = resumed_config(TrainConfig, state["config"], cfg, given, state["epoch"] + 1)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     # everything that can be wrong with the settings fails here, before any file is written
     labels = make_task(cfg.task).labels
     fe_cfg = get_preset(cfg.frontend)
@@ -165,8 +166,42 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     log(f"training: {data.train.summary()}; validation: {data.val.summary()}")
     for path, problem in (data.train.skipped + data.val.skipped)[:10]:
         log(f"  skipped {problem}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    steps_per_epoch = epoch_steps(data.train.labels, class_ids(data.labels)[0], cfg)
+    run.start(asdict(cfg), resume=resume)
+    try:
+        return _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, progress, log, quant, extra_loss)
+    except BaseException:
+        run.abandon()  # a start that failed before its first checkpoint leaves nothing behind
+        raise
+
+
+def resumed_config(cls, stored: dict, cfg, given, done: int):
+    """The stored run's settings; a given setting that contradicts them is an error naming it.
+    A larger `epochs` extends the run (the learning-rate schedule is then that of the new length)."""
+    old = cls.from_dict(stored)
+    if not given:
+        return old
+    new = asdict(cfg)
+    changed = config_changes(stored, {k: new[k] for k in given if k in new})
+    if changed:
+        raise ValueError(f"{cfg.out}: --resume continues the stored run; these options contradict it: "
+                         + ", ".join(OPTION_NAMES.get(k, "--" + k.replace("_", "-")) for k in changed)
+                         + " (leave them out, or start a new run with --overwrite)")
+    if "epochs" in given and cfg.epochs != old.epochs:
+        if cfg.epochs < done:
+            raise ValueError(f"{cfg.out}: --epochs {cfg.epochs} is fewer than the {done} epochs already run")
+        old.epochs = cfg.epochs
+    if "threads" in given:
+        old.threads = cfg.threads
+    return old
+
+
+# the CLI options that set each training setting (for error messages)
+OPTION_NAMES = {"model_kwargs": "--arch/--dropout", "augment": "--speed/--specaug", "task": "--task/--keywords"}
+
+
+def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, progress, log, quant, extra_loss):
+    out, last = run.path, run.last
     frontend = build_frontend(fe_cfg)
     augment = WaveAugment(cfg.augment, data.background)
     val_feats = cached_features(data.val, frontend, fe_cfg.key())
@@ -174,21 +209,19 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     train_feats = cached_features(data.train, frontend, fe_cfg.key()) if not augment.active else None
     val_labels = torch.from_numpy(data.val.labels)
     unknown_id, silence_id = class_ids(data.labels)
-    steps_per_epoch = epoch_steps(data.train.labels, unknown_id, cfg)
     total = steps_per_epoch * cfg.epochs
     start, best, history = 0, -1.0, []
     if state is not None:
         model.load_state_dict(state["model"]["state_dict"])
         opt.load_state_dict(state["optimizer"])
         start, best, history = state["epoch"] + 1, state["best"], state["history"]
-        with open(out / "metrics.jsonl", "w") as f:  # drop lines of an epoch that was cut off
-            f.writelines(json.dumps(h) + "\n" for h in history)
+        run.write_history(history)
 
     def bundle(metrics: dict) -> ModelBundle:
         return ModelBundle(cfg.model, data.labels, fe_cfg, {k: v.clone() for k, v in model.state_dict().items()},
                            cfg.model_kwargs, metrics, asdict(cfg), quant=quant or {})
 
-    bar = _Progress(progress, total, start * steps_per_epoch)
+    bar = Progress(progress, total, start * steps_per_epoch)
     for epoch in range(start, cfg.epochs):
         seed = cfg.seed * 100_003 + epoch
         torch.manual_seed(seed)  # dropout
@@ -228,32 +261,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
             save_bundle(bundle({"val_acc": val.accuracy, "epoch": epoch + 1}), out / "best.pt")
         atomic_save({"config": asdict(cfg), "model": bundle({}).to_dict(), "optimizer": opt.state_dict(),
                      "epoch": epoch, "best": best, "history": history}, last)
-        with open(out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        run.append_metrics(rec)
         log(f"epoch {epoch + 1}/{cfg.epochs}  loss {rec['train_loss']:.4f}  train {rec['train_acc']:.3f}  "
             f"val {val.accuracy:.4f}  best {best:.4f}  ({rec['samples_per_s']:.0f} samples/s)")
     bar.close()
     from .checkpoint import load_bundle
 
     return load_bundle(out / "best.pt")
-
-
-class _Progress:
-    """A rich progress bar over training steps (silent when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, done: int):
-        self.p = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-            self.p.start()
-            self.t = self.p.add_task("training", total=total, completed=done)
-
-    def step(self, description: str) -> None:
-        if self.p:
-            self.p.update(self.t, advance=1, description=description)
-
-    def close(self) -> None:
-        if self.p:
-            self.p.stop()
