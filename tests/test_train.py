@@ -81,8 +81,9 @@ def test_model_file_errors(tmp_path):
 
 
 def test_training_settings_validated(tiny_dataset, tmp_path):
-    with pytest.raises(ValueError, match="unknown optimizer"):
+    with pytest.raises(ValueError, match="--optimizer must be one of adam, sgd"):
         train(_cfg(tiny_dataset, tmp_path / "r", optimizer="lbfgs"), progress=False)
+    assert not (tmp_path / "r").exists()
     with pytest.raises(ValueError, match="unknown training settings"):
         TrainConfig.from_dict({"data": "x", "epochz": 3})
 

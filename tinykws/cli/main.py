@@ -1,30 +1,22 @@
 """The `tinykws` command: a thin layer over the library."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
+from typing_extensions import Annotated
+
+from ..data.augment import AugmentConfig
+from ..train.trainer import TrainConfig
+from .options import (DataDir, Json, ModelRef, Overwrite, check_new_output, config_option, emit_json, err,
+                      given_options)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Keyword spotting for microcontrollers.")
 data_app = typer.Typer(no_args_is_help=True, help="Get data: the real data set, or synthetic speech.")
 app.add_typer(data_app, name="data")
-err = Console(stderr=True, soft_wrap=True)
-
-
-def _emit_json(obj: dict) -> None:
-    """The scripting contract: one JSON object as the last line of stdout."""
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-def _check_new_file(path: Optional[Path], overwrite: bool) -> None:
-    from ..outputs import check_output_file
-
-    check_output_file(path, overwrite)
 
 
 @data_app.command("download")
@@ -45,7 +37,7 @@ def data_synth(
     out: Path = typer.Argument(..., help="new folder for the synthetic data set"),
     clips_per_word: int = typer.Option(60, help="clips per word"),
     seed: int = typer.Option(0),
-    overwrite: bool = typer.Option(False, help="replace a non-empty folder"),
+    overwrite: Overwrite = False,
 ):
     """Generate a SYNTHETIC Speech-Commands-style data set with espeak-ng."""
     from ..data.synth import SynthConfig, generate_synthetic
@@ -68,43 +60,50 @@ def given_options(ctx: typer.Context) -> set[str]:
     return {name for name, src in sources.items() if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")}
 
 
+# the training settings each `train` option sets (to tell which ones a --resume contradicts)
+_TRAIN_FIELDS = {"data": "data", "model": "model", "arch": "model_kwargs", "dropout": "model_kwargs",
+                 "frontend": "frontend", "task": "task", "keywords": "task", "extra_data": "extra_data",
+                 "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr",
+                 "weight_decay": "weight_decay", "label_smoothing": "label_smoothing", "unknown_frac": "unknown_frac",
+                 "speed": "augment", "specaug": "augment", "threads": "threads", "seed": "seed"}
+T = TrainConfig
+
+
 @app.command("train")
 def train_cmd(
     ctx: typer.Context,
-    data: Path = typer.Option(..., help="Speech Commands folder (word folders, lists)"),
-    out: Path = typer.Option(Path("runs/kws"), help="run folder: checkpoints, metrics, best model"),
-    model: str = typer.Option("dscnn_mlperf", help="architecture from the registry (see `tinykws models`)"),
+    data: DataDir,
+    out: Path = config_option(T, "out"),
+    model: str = config_option(T, "model"),
     arch: Optional[str] = typer.Option(None, help="architecture string for mbnet/mbnet_raw (from `tinykws search`)"),
-    frontend: str = typer.Option("mlperf", help="front-end preset: mlperf, paper10..paper40, raw"),
-    task: str = typer.Option("12", help="'12' (10 keywords + silence + unknown) or '35' (all words)"),
+    frontend: str = config_option(T, "frontend"),
+    task: str = config_option(T, "task"),
     keywords: Optional[str] = typer.Option(None, help="your own keywords, e.g. marvin,sheila (overrides --task)"),
     extra_data: List[Path] = typer.Option([], help="more folders whose clips all serve training (e.g. synthetic)"),
-    epochs: int = typer.Option(80, help="epochs; with --resume a larger value extends the run (its learning-rate "
-                                        "schedule becomes that of the new length)"),
-    batch_size: int = typer.Option(100),
-    optimizer: str = typer.Option("adam", help="adam or sgd"),
-    lr: float = typer.Option(3e-3),
-    weight_decay: float = typer.Option(1e-4),
-    label_smoothing: float = typer.Option(0.1),
+    epochs: int = config_option(T, "epochs", help="training epochs; with --resume a larger value extends the run "
+                                                  "(its learning-rate schedule becomes that of the new length)"),
+    batch_size: int = config_option(T, "batch_size"),
+    optimizer: str = config_option(T, "optimizer"),
+    lr: float = config_option(T, "lr"),
+    weight_decay: float = config_option(T, "weight_decay"),
+    label_smoothing: float = config_option(T, "label_smoothing"),
     dropout: Optional[float] = typer.Option(None, help="dropout rate, for models that take one"),
-    unknown_frac: float = typer.Option(0.2, help="unknown clips per epoch, as a fraction of keyword clips"),
-    speed: float = typer.Option(0.15, help="speed perturbation: rate drawn from [1-speed, 1+speed] (0: off)"),
+    unknown_frac: float = config_option(T, "unknown_frac"),
+    speed: float = config_option(AugmentConfig, "speed"),
     specaug: bool = typer.Option(True, help="SpecAugment time and coefficient masks"),
-    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)"),
-    seed: int = typer.Option(0),
+    threads: int = config_option(T, "threads"),
+    seed: int = config_option(T, "seed"),
     resume: bool = typer.Option(False, help="continue the run in --out with its stored settings (options that "
                                             "contradict them are an error)"),
-    overwrite: bool = typer.Option(False, help="start a clean run, replacing a run folder tinykws wrote"),
+    overwrite: Overwrite = False,
 ):
     """Train a keyword spotter."""
-    from ..data.augment import AugmentConfig
-    from ..train import TrainConfig, train
+    from ..models.arch import parse_arch
+    from ..train import train
 
-    aug = AugmentConfig(speed=speed)
-    if not specaug:
-        aug.time_masks = aug.freq_masks = 0
-    if arch and model == "dscnn_mlperf":  # an architecture string names a searched network
-        model = "mbnet_raw" if frontend == "raw" else "mbnet"
+    aug = AugmentConfig(speed=speed, **({} if specaug else {"time_masks": 0, "freq_masks": 0}))
+    if arch and model == T.model:  # an architecture string names a searched network
+        model = parse_arch(arch).model_name
     cfg = TrainConfig(data=str(data), out=str(out), model=model, frontend=frontend, task=keywords or task,
                       extra_data=[str(p) for p in extra_data], epochs=epochs, batch_size=batch_size,
                       optimizer=optimizer, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
@@ -119,19 +118,20 @@ def train_cmd(
 
 @app.command("eval")
 def eval_cmd(
-    data: Path = typer.Option(..., help="data set folder (its testing list) or an official test-set folder"),
-    model: Optional[str] = typer.Option(None, help="model file or shipped model name (default: the shipped one)"),
+    data: DataDir,
+    model: Optional[str] = typer.Option(None, help="model file (.pt or int8 .tflite) or shipped model name "
+                                                   "(default: the shipped dscnn-kws)"),
     split: str = typer.Option("testing", help="training, validation or testing"),
     confusion: Optional[Path] = typer.Option(None, help="save the confusion matrix as PNG here"),
-    overwrite: bool = typer.Option(False, help="replace an existing --confusion file"),
+    overwrite: Overwrite = False,
     frontend: Optional[str] = typer.Option(None, help="for a .tflite without tinykws metadata: front-end preset"),
     labels: Optional[str] = typer.Option(None, help="for a .tflite without tinykws metadata: output labels, in order"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    as_json: Json = False,
 ):
     """Top-1 and per-class accuracy, confusion matrix. MODEL may be a .tflite (run by TFLite Micro)."""
     from ..train import evaluate_dir, format_result, plot_confusion
 
-    _check_new_file(confusion, overwrite)
+    check_new_output(confusion, overwrite)
     if model is not None and model.endswith(".tflite"):
         from ..train import evaluate_tflite
 
@@ -144,7 +144,7 @@ def eval_cmd(
     if confusion is not None:
         plot_confusion(result, confusion)
     if as_json:
-        _emit_json({"model": name, **result.to_dict()})
+        emit_json({"model": name, **result.to_dict()})
     else:
         Console().print(format_result(result), highlight=False)
 
@@ -152,8 +152,8 @@ def eval_cmd(
 @app.command("predict")
 def predict_cmd(
     files: List[Path] = typer.Argument(..., help="audio files (WAV, FLAC)"),
-    model: Optional[str] = typer.Option(None, help="model file (.pt) or shipped model name"),
-    as_json: bool = typer.Option(False, "--json"),
+    model: ModelRef = None,
+    as_json: Json = False,
 ):
     """Classify audio files: the readable ones first, then one error line per unusable file (exit 2)."""
     from ..train import predict_files
@@ -164,7 +164,7 @@ def predict_cmd(
         if r["notes"]:
             err.print(f"[yellow]warning:[/yellow] {r['file']}: {', '.join(sorted(r['notes']))}", highlight=False)
     if as_json:
-        _emit_json({"predictions": good, "errors": bad})
+        emit_json({"predictions": good, "errors": bad})
     else:
         for r in good:
             others = ", ".join(f"{t['label']} {t['score']:.2f}" for t in r["top"][1:])
@@ -183,7 +183,7 @@ def info_cmd(
                                           "or shipped name"),
     weight_bits: int = typer.Option(8, help="bits per weight for the weight memory"),
     act_bits: int = typer.Option(8, help="bits per activation for the activation memory"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: Json = False,
 ):
     """Cost of a model: parameters, MACs, weight memory, peak activation memory (a .tflite: its int8 ops)."""
     from ..models import count_cost, create_model, list_models
@@ -199,13 +199,9 @@ def info_cmd(
     cost = count_cost(net, weight_bits=weight_bits, act_bits=act_bits)
     d = {"model": model, **cost.to_dict()}
     if as_json:
-        _emit_json(d)
+        emit_json(d)
         return
-    print(f"{model}: {d['params']:,} parameters, {d['macs'] / 1e6:.3f} M MACs, "
-          f"weights {d['weight_bytes'] / 1024:.1f} KiB at {weight_bits} bit, "
-          f"peak activations {d['peak_activation_bytes'] / 1024:.1f} KiB at {act_bits} bit")
-    for layer in cost.layers:
-        print(f"  {layer.name:<28} {layer.type:<16} {layer.macs:>11,} MACs {layer.params:>8,} params  {tuple(layer.out_shape)}")
+    print(f"{model}:\n{cost.summary()}")
 
 
 def _info_tflite(path: str, as_json: bool) -> None:
@@ -219,7 +215,7 @@ def _info_tflite(path: str, as_json: bool) -> None:
     d = {"model": path, "ops": len(ops), "constant_bytes": const, "input_shape": list(T[im.input].shape),
          "output_shape": list(T[im.output].shape), "labels": im.meta.get("labels"), "layers": ops}
     if as_json:
-        _emit_json(d)
+        emit_json(d)
         return
     print(f"{path}: int8 .tflite, {len(ops)} ops, constants {const / 1024:.1f} KiB, "
           f"input {tuple(d['input_shape'])}, output {tuple(d['output_shape'])}")
@@ -242,7 +238,7 @@ def demo_cmd(
     data: Optional[Path] = typer.Option(None, help="a Speech Commands folder; default: generate synthetic speech"),
     out: Path = typer.Option(Path("tinykws-demo"), help="report folder"),
     epochs: int = typer.Option(60),
-    overwrite: bool = typer.Option(False, help="replace a report folder tinykws wrote (checked after the inputs)"),
+    overwrite: Overwrite = False,
     search_epochs: int = typer.Option(4, help="epochs of the short architecture search at the end (0: none)"),
     search_train_epochs: int = typer.Option(10, help="training epochs of the searched model (set it to --epochs "
                                                      "for a like-for-like comparison with the DS-CNN)"),

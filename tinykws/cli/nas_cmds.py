@@ -1,20 +1,15 @@
 """CLI commands of the nas stage: search, sweep, pareto, arch-info, random-arch, lut-template."""
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 
-err = Console(stderr=True)
+from ..nas.search import SearchConfig
+from .options import DataDir, Json, Overwrite, check_new_output, config_option, emit_json, err, given_options
 
-
-def _emit_json(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+S = SearchConfig
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -79,7 +74,7 @@ def _write_pareto(rows: list, out: Path, as_json: bool) -> None:
     (out / "table.md").write_text(format_table(rows) + "\n")
     plot_pareto(rows, out / "pareto.png")
     if as_json:
-        _emit_json({"rows": rows, "table": str(out / "table.md"), "plot": str(out / "pareto.png")})
+        emit_json({"rows": rows, "table": str(out / "table.md"), "plot": str(out / "pareto.png")})
     else:
         print(format_table(rows))
         err.print(f"table: {out / 'table.md'}, plot: {out / 'pareto.png'}")
@@ -91,41 +86,41 @@ def register(app: typer.Typer) -> None:
     @app.command("search")
     def search_cmd(
         ctx: typer.Context,
-        data: Path = typer.Option(..., help="Speech Commands folder (word folders, lists)"),
-        out: Path = typer.Option(Path("runs/search"), help="run folder: checkpoints, metrics, search.json"),
+        data: DataDir,
+        out: Path = config_option(S, "out"),
         space: str = _space_opts()["space"],
         frontend: Optional[str] = _space_opts()["frontend"],
-        target: float = typer.Option(2.5e6, help="cost target in the cost's unit (e.g. 2.5e6 MACs)"),
-        cost: str = typer.Option("macs", help="macs, ops (2 x MACs), weight_bytes, peak_act_bytes, or lut:PATH"),
-        beta: float = typer.Option(1.0, help="weight of the cost term: CE * (log E[cost] / log target) ** beta"),
+        target: float = config_option(S, "target"),
+        cost: str = config_option(S, "cost"),
+        beta: float = config_option(S, "beta", help="weight of the cost term: CE * (log E[cost] / log target) ** beta"),
         width: float = _space_opts()["width"],
         layers: int = _space_opts()["layers"],
         kernels: str = _space_opts()["kernels"],
         expansions: str = _space_opts()["expansions"],
         first_stride: Optional[str] = _space_opts()["first_stride"],
-        raw_frontend: str = typer.Option("conv_c16_k64_s32_p4", help="front end of the raw space (conv_... or sinc_...)"),
-        epochs: int = typer.Option(40),
-        warmup_epochs: int = typer.Option(10, help="epochs of weight training only, before architecture steps"),
-        batch_size: int = typer.Option(100),
-        lr: float = typer.Option(3e-3, help="weight learning rate"),
-        optimizer: str = typer.Option("adam", help="weight optimizer: adam or sgd"),
-        arch_lr: float = typer.Option(0.02, help="learning rate of the architecture parameters (Adam)"),
-        quant_bits: int = typer.Option(8, help="fake-quantized weight bits during the search (0: float)"),
-        weight_bits: int = typer.Option(8, help="bits per weight for --cost weight_bytes"),
-        act_bits: int = typer.Option(8, help="bits per activation for --cost peak_act_bytes"),
+        raw_frontend: str = config_option(S, "raw_frontend"),
+        epochs: int = config_option(S, "epochs"),
+        warmup_epochs: int = config_option(S, "warmup_epochs"),
+        batch_size: int = config_option(S, "batch_size"),
+        lr: float = config_option(S, "lr"),
+        optimizer: str = config_option(S, "optimizer"),
+        arch_lr: float = config_option(S, "arch_lr"),
+        quant_bits: int = config_option(S, "quant_bits"),
+        weight_bits: int = config_option(S, "weight_bits"),
+        act_bits: int = config_option(S, "act_bits"),
         share_weights: bool = typer.Option(True, help="candidates of a layer share weights (--no-share-weights: "
                                                       "separate weights, as ProxylessNAS)"),
         train_epochs: int = typer.Option(0, help="then train the derived model from scratch for this many epochs "
                                                  "and test it (0: search only)"),
-        seed: int = typer.Option(0),
-        threads: int = typer.Option(0, help="torch threads (0: default)"),
-        device: str = typer.Option("cpu", help="device of the search: cpu, cuda, cuda:N or auto"),
-        resume: bool = typer.Option(False, help="continue the search in --out"),
-        overwrite: bool = typer.Option(False, help="replace an existing run folder"),
-        as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+        seed: int = config_option(S, "seed"),
+        threads: int = config_option(S, "threads"),
+        device: str = config_option(S, "device"),
+        resume: bool = typer.Option(False, help="continue the search in --out (options that contradict it are an error)"),
+        overwrite: Overwrite = False,
+        as_json: Json = False,
     ):
         """Search an architecture for a cost target (ProxylessNAS-style, cost-aware loss)."""
-        from ..nas.search import SearchConfig, run_trial, search
+        from ..nas.search import run_trial, search
 
         cfg = SearchConfig(data=str(data), out=str(out), space=space, frontend=frontend or "", width=width,
                            layers=layers, kernels=_ints(kernels, "kernels"), expansions=_ints(expansions, "expansions"),
@@ -138,19 +133,18 @@ def register(app: typer.Typer) -> None:
         if train_epochs > 0:
             row = run_trial(cfg, train_epochs, progress=not as_json, log=log, resume=resume, overwrite=overwrite)
             if as_json:
-                _emit_json(row)
+                emit_json(row)
             else:
                 print(f"architecture: {row['arch']}")
                 print(f"{row['macs'] / 1e6:.3f} M MACs, {row['params']:,} parameters, {row['weight_bytes'] / 1024:.1f} KiB "
                       f"weights (int8); test accuracy {100 * row['test_acc']:.2f}% ({row['test_n']} clips); "
                       f"model: {row['model_file']}")
             return
-        from .main import given_options
 
         given = given_options(ctx) & set(SearchConfig.__dataclass_fields__)
         res = search(cfg, resume=resume, overwrite=overwrite, progress=not as_json, log=log, given=given)
         if as_json:
-            _emit_json({k: v for k, v in res.to_dict().items() if k not in ("history", "probs")})
+            emit_json({k: v for k, v in res.to_dict().items() if k not in ("history", "probs")})
             return
         c = res.cost
         print(f"architecture: {res.arch}")
@@ -179,7 +173,7 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(0, help="torch threads per trial (0: default; 1 with --jobs > 1)"),
         storage: str = typer.Option("", help="Optuna storage URL (default: sqlite:///OUT/sweep.db)"),
         baseline: List[str] = typer.Option(["dscnn-kws"], help="trained models to show for comparison"),
-        as_json: bool = typer.Option(False, "--json"),
+        as_json: Json = False,
     ):
         """Sweep beta, targets, widths and front ends; write the table and the Pareto plot."""
         from ..nas.pareto import baseline_rows
@@ -202,7 +196,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("pareto"), help="folder for table.md and pareto.png"),
         data: Optional[Path] = typer.Option(None, help="data set to test the baselines on (their testing list)"),
         baseline: List[str] = typer.Option(["dscnn-kws"], help="trained models to show for comparison"),
-        as_json: bool = typer.Option(False, "--json"),
+        as_json: Json = False,
     ):
         """Table and Pareto plot (accuracy vs MACs and vs weight memory) of searched models and baselines."""
         from ..nas.pareto import baseline_rows, model_row
@@ -230,7 +224,7 @@ def register(app: typer.Typer) -> None:
         frontend: Optional[str] = typer.Option(None, help="front-end preset (default: paper10, or raw)"),
         weight_bits: int = typer.Option(8),
         act_bits: int = typer.Option(8),
-        as_json: bool = typer.Option(False, "--json"),
+        as_json: Json = False,
     ):
         """Decode an architecture string: model, parameters, MACs, weight and activation memory."""
         from ..models.arch import parse_arch
@@ -240,7 +234,7 @@ def register(app: typer.Typer) -> None:
         c = arch_cost(arch, frontend, weight_bits=weight_bits, act_bits=act_bits)
         d = {"arch": str(a), "model": a.model_name, "blocks": a.depth, **c}
         if as_json:
-            _emit_json(d)
+            emit_json(d)
             return
         print(f"{d['arch']}\n  model {d['model']}, {a.depth} MBConv blocks, {c['params']:,} parameters, "
               f"{c['macs'] / 1e6:.3f} M MACs ({c['ops'] / 1e6:.2f} M ops), weights {c['weight_bytes'] / 1024:.1f} KiB "
@@ -258,7 +252,7 @@ def register(app: typer.Typer) -> None:
         expansions: str = _space_opts()["expansions"],
         first_stride: Optional[str] = _space_opts()["first_stride"],
         seed: int = typer.Option(0),
-        as_json: bool = typer.Option(False, "--json"),
+        as_json: Json = False,
     ):
         """Random-search baseline: a random architecture within the target, derived like a searched one."""
         from ..nas.cost import CostTable, arch_cost, make_cost_model
@@ -270,7 +264,7 @@ def register(app: typer.Typer) -> None:
         arch = sp.arch(random_arch(table, target, seed))
         c = arch_cost(arch, frontend)
         if as_json:
-            _emit_json({"arch": arch, "seed": seed, "cost": cost, "target": target, **c})
+            emit_json({"arch": arch, "seed": seed, "cost": cost, "target": target, **c})
             return
         print(arch)
         err.print(f"{c['macs'] / 1e6:.3f} M MACs, {c['params']:,} parameters, {c['weight_bytes'] / 1024:.1f} KiB "
@@ -286,7 +280,7 @@ def register(app: typer.Typer) -> None:
         kernels: str = _space_opts()["kernels"],
         expansions: str = _space_opts()["expansions"],
         first_stride: Optional[str] = _space_opts()["first_stride"],
-        overwrite: bool = typer.Option(False),
+        overwrite: Overwrite = False,
     ):
         """Write a per-layer cost lookup table for a space (MAC-based latency estimates to replace by
         measurements), for `tinykws search --cost lut:FILE`."""

@@ -2,14 +2,18 @@
 and range from the config dataclass (`tinykws.checks.setting`), so the CLI and Python agree."""
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
 from typing_extensions import Annotated
 
 from ..checks import describe
+from ..outputs import check_output_dir, check_output_file
 
 
 def config_option(cls, name: str, *decls: str, help: str | None = None, **kw):
@@ -33,3 +37,29 @@ OptionalDataDir = Annotated[Optional[Path], typer.Option(
 ModelRef = Annotated[Optional[str], typer.Option(
     "--model", help="model file or shipped model name (default: the shipped dscnn-kws)")]
 Threads = Annotated[int, typer.Option("--threads", min=0, help="torch CPU threads (0: torch's default)")]
+
+# ---------------------------------------------------------------------------- output of every command
+err = Console(stderr=True, soft_wrap=True)
+
+
+def emit_json(obj: dict) -> None:
+    """The scripting contract: one JSON object as the last line of stdout."""
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def given_options(ctx: typer.Context) -> set[str]:
+    """Names of the options the user gave on the command line (not defaults)."""
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    return {name for name, src in sources.items() if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")}
+
+
+def check_new_output(path: Optional[Path], overwrite: bool, inputs=(), folder: bool = False) -> None:
+    """Checks before any work: a new file/folder, or with --overwrite one that tinykws wrote."""
+    if path is None:
+        return
+    inputs = [i for i in inputs if i is not None and Path(i).exists()]
+    if folder:
+        check_output_dir(path, overwrite, inputs)
+    else:
+        check_output_file(path, overwrite, inputs)

@@ -1,31 +1,12 @@
 """CLI commands of the quant stage: `tinykws quantize` and `tinykws export`."""
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-err = Console(stderr=True)
-
-
-def _emit_json(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-def _check_new(path: Path, overwrite: bool, inputs=(), folder: bool = False) -> None:
-    """Checks before any work: a new file/folder, or with --overwrite one that tinykws wrote."""
-    from ..outputs import check_output_dir, check_output_file
-
-    inputs = [i for i in inputs if i is not None and Path(i).exists()]
-    if folder:
-        check_output_dir(path, overwrite, inputs)
-    else:
-        check_output_file(path, overwrite, inputs)
+from .options import Json, Overwrite, check_new_output, emit_json, err
 
 
 def register(app: typer.Typer) -> None:
@@ -43,8 +24,8 @@ def register(app: typer.Typer) -> None:
         weight_target: Optional[float] = typer.Option(None, help="learned: target average bits per weight (default 3)"),
         act_target: Optional[float] = typer.Option(None, help="learned: target average bits per activation (default 4)"),
         report: bool = typer.Option(False, "--report", help="float vs ptq8, qat8, qat4, qat2, learned: accuracy and memory table"),
-        overwrite: bool = typer.Option(False, help="replace an existing --out"),
-        as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+        overwrite: Overwrite = False,
+        as_json: Json = False,
     ):
         """Quantize a trained model (post-training, QAT, or trained bit-widths)."""
         from ..quant import preset
@@ -53,7 +34,7 @@ def register(app: typer.Typer) -> None:
 
         from ..outputs import prepare_output_dir
 
-        _check_new(out, overwrite, [model, data], folder=report)
+        check_new_output(out, overwrite, [model, data], folder=report)
         log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False))
         if report:
             prepare_output_dir(out, overwrite, [i for i in (model, data) if i is not None and Path(i).exists()])
@@ -65,7 +46,7 @@ def register(app: typer.Typer) -> None:
                                            f"({rep['n_val']} validation, {rep['n_test']} test clips), {epochs} "
                                            f"fine-tuning epochs at lr {lr}.\n\n{rep['table']}\n")
             if as_json:
-                _emit_json(rep)
+                emit_json(rep)
             else:
                 print(rep["table"])
             return
@@ -77,7 +58,7 @@ def register(app: typer.Typer) -> None:
 
         row = {"model": str(out), "method": method, **memory_row(bundle.build()), **bundle.metrics}
         if as_json:
-            _emit_json(row)
+            emit_json(row)
         else:
             err.print(f"{method}: {row['weight_bits']:.2f} bits/weight, {row['act_bits']:.2f} bits/activation, "
                       f"{row['weight_kb']:.2f} kB packed weights; model: [bold]{out}[/bold]", highlight=False)
@@ -88,8 +69,8 @@ def register(app: typer.Typer) -> None:
         model: Optional[str] = typer.Option(None, help="model file or shipped name (default: the shipped one)"),
         format: str = typer.Option("tflite", "--format", help="tflite (int8; float models get PTQ-8 first) or onnx"),
         data: Optional[Path] = typer.Option(None, help="calibration data for PTQ-8 of a float model (default: its own)"),
-        overwrite: bool = typer.Option(False, help="replace an existing --out"),
-        as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+        overwrite: Overwrite = False,
+        as_json: Json = False,
     ):
         """Export a model to TFLite (int8, runs on TFLite Micro) or ONNX (float, or QDQ when quantized)."""
         from ..quant import QuantizationError
@@ -101,7 +82,7 @@ def register(app: typer.Typer) -> None:
 
         if format not in ("tflite", "onnx"):
             raise QuantizationError(f"unknown --format {format!r}: use tflite or onnx")
-        _check_new(out, overwrite, [model, data])
+        check_new_output(out, overwrite, [model, data])
         net, bundle = load_model(model)
         info = {"out": str(out), "format": format, "quantized": bool(bundle.quant)}
         if format == "tflite":
@@ -116,7 +97,7 @@ def register(app: typer.Typer) -> None:
             export_onnx(net, out)
         info["bytes"] = out.stat().st_size
         if as_json:
-            _emit_json(info)
+            emit_json(info)
         else:
             err.print(f"wrote [bold]{out}[/bold] ({info['bytes']:,} bytes, {format}"
                       f"{', quantized' if info['quantized'] else ', float'})", highlight=False)

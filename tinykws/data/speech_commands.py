@@ -66,6 +66,9 @@ def make_task(spec: str | Task) -> Task:
         return Task(KEYWORDS_10)
     if spec in ("35", "all35", "all"):
         return Task(WORDS_35, silence=False, unknown=False)
+    if spec.isdigit():
+        raise DatasetError(f"--task {spec}: use 12 (10 keywords + silence + unknown) or 35 (every word), "
+                           f"or name your words with --keywords a,b,c")
     words = tuple(w.strip() for w in spec.split(",") if w.strip())
     if not words:
         raise DatasetError(f"empty keyword list {spec!r}: use '12', '35' or words like 'marvin,sheila'")

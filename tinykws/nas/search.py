@@ -31,8 +31,10 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import build_frontend, get_preset
+from ..checks import ConfigError, setting, validate
 from ..data.augment import AugmentConfig, WaveAugment, spec_augment
 from ..data.features import cached_features
+from ..data.speech_commands import make_task
 from ..train.checkpoint import atomic_save
 from ..train.progress import Progress
 from ..outputs import check_output_dir, clear_dir, mark
@@ -47,41 +49,45 @@ from .supernet import SuperNet
 
 @dataclass
 class SearchConfig:
-    data: str = ""
-    out: str = "runs/search"
-    space: str = "mfcc"  # mfcc | raw
-    frontend: str = ""  # front-end preset; "" = paper10 (mfcc) or raw (raw)
-    width: float = 1.0  # omega
-    layers: int = 12
+    data: str = setting("", help="Speech Commands folder")
+    out: str = setting("runs/search", help="search folder: checkpoints, metrics, search.json")
+    space: str = setting("mfcc", choices=("mfcc", "raw"), help="mfcc or raw (end-to-end on the waveform)")
+    frontend: str = setting("", help="front-end preset (default: paper10 for mfcc, raw for raw)")
+    width: float = setting(1.0, lo=0, lo_open=True, help="width multiplier omega")
+    layers: int = setting(12, lo=1, help="searchable layers")
     kernels: list = field(default_factory=lambda: [3, 5, 7])
     expansions: list = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])
-    raw_frontend: str = "conv_c16_k64_s32_p4"  # front end of the raw space (conv_... or sinc_...)
+    raw_frontend: str = setting("conv_c16_k64_s32_p4", help="front end of the raw space (conv_... or sinc_...)")
     first_stride: list = field(default_factory=list)  # first searchable layer; [] = 2 (the papers), [1, 2] keeps 25x5
-    cost: str = "macs"  # macs | ops | weight_bytes | peak_act_bytes | lut:PATH
-    target: float = 2.5e6  # in the cost's unit
-    beta: float = 1.0
+    cost: str = setting("macs", help="macs | ops | weight_bytes | peak_act_bytes | lut:PATH")
+    target: float = setting(2.5e6, lo=0, lo_open=True, help="cost target, in the cost's unit")
+    beta: float = setting(1.0, lo=0, help="exponent of the cost term (0: accuracy only)")
     hard_limit: bool = True  # the derived architecture must meet the target (see derive)
-    weight_bits: int = 8  # for the weight-memory cost
-    act_bits: int = 8  # for the activation-memory cost
-    quant_bits: int = 8  # fake-quantized weights during the search (0: float)
+    weight_bits: int = setting(8, lo=1, hi=32, help="bits per weight for the weight-memory cost")
+    act_bits: int = setting(8, lo=1, hi=32, help="bits per activation for the activation-memory cost")
+    quant_bits: int = setting(8, lo=0, hi=8, help="fake-quantized weights during the search (0: float)")
     share_weights: bool = True  # candidates of a layer share weights (False: separate, as ProxylessNAS)
-    epochs: int = 40
-    warmup_epochs: int = 10
-    batch_size: int = 100
-    optimizer: str = "adam"  # adam | sgd (Nesterov), for the weights
-    lr: float = 3e-3
-    momentum: float = 0.9
-    weight_decay: float = 4e-5
-    label_smoothing: float = 0.1
-    arch_lr: float = 0.02
-    arch_every: int = 1  # one architecture step per this many weight steps
-    task: str = "12"
-    silence_frac: float = 0.1
-    unknown_frac: float = 0.1
+    epochs: int = setting(40, lo=1, help="search epochs")
+    warmup_epochs: int = setting(10, lo=0, help="weight-only epochs before architecture steps")
+    batch_size: int = setting(100, lo=1, help="clips per step")
+    optimizer: str = setting("adam", choices=("adam", "sgd"), help="adam or sgd (Nesterov), for the weights")
+    lr: float = setting(3e-3, lo=0, lo_open=True, help="learning rate of the weights")
+    momentum: float = setting(0.9, lo=0, hi=1, hi_open=True)
+    weight_decay: float = setting(4e-5, lo=0)
+    label_smoothing: float = setting(0.1, lo=0, hi=1, hi_open=True)
+    arch_lr: float = setting(0.02, lo=0, lo_open=True, help="Adam learning rate of the architecture parameters")
+    arch_every: int = setting(1, lo=1, help="one architecture step per this many weight steps")
+    task: str = setting("12", help="'12', '35' or your words a,b,c")
+    silence_frac: float = setting(0.1, lo=0)
+    unknown_frac: float = setting(0.1, lo=0)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
-    threads: int = 0
-    device: str = "cpu"  # cpu | cuda | cuda:N | auto (the search only; data loading stays on the CPU)
+    threads: int = setting(0, lo=0, help="torch CPU threads (0: torch's default)")
+    device: str = setting("cpu", help="cpu | cuda | cuda:N | auto (the search only; data loading stays on the CPU)")
+
+    def __post_init__(self):
+        validate(self)
+        make_task(self.task)  # a bad task fails here, naming it
 
     @classmethod
     def from_dict(cls, d: dict) -> "SearchConfig":
@@ -179,15 +185,10 @@ def random_arch(table: CostTable, limit: float | None = None, seed: int = 0) -> 
 
 
 def check_search_config(cfg: SearchConfig):
-    """Space and cost table of a configuration; bad settings raise a clear ValueError before any data loads."""
-    if cfg.epochs < 1 or not 0 <= cfg.warmup_epochs < cfg.epochs:
-        raise ValueError(f"need epochs >= 1 and 0 <= warmup_epochs < epochs (got {cfg.epochs}, {cfg.warmup_epochs})")
-    if cfg.arch_every < 1 or cfg.batch_size < 1:
-        raise ValueError(f"need arch_every >= 1 and batch_size >= 1 (got {cfg.arch_every}, {cfg.batch_size})")
-    if cfg.beta < 0:
-        raise ValueError(f"beta {cfg.beta} < 0 would reward cost; use beta >= 0")
-    if cfg.optimizer not in ("sgd", "adam"):
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use sgd or adam")
+    """Space and cost table of a configuration; bad settings raise a clear ValueError before any data loads
+    (the ranges of single settings are checked when the SearchConfig is made)."""
+    if cfg.warmup_epochs >= cfg.epochs:
+        raise ConfigError(f"--warmup-epochs must be below --epochs (got {cfg.warmup_epochs} and {cfg.epochs})")
     space = cfg.make_space()
     table = cfg.make_table(space)
     table.check_target(cfg.target)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checks import check_value
 from ..quant.config import LearnedBitsConfig, PTQConfig, QuantConfig, config_to_dict, preset
 from ..quant.graph import QuantizationError
 from ..quant.integer import IntModel, to_integer
@@ -66,6 +67,9 @@ def quantize_model(model=None, method="ptq8", data=None, epochs: int | None = No
     """
     from ..train import TrainConfig, load_model, train
 
+    check_value("epochs", epochs, {"lo": 1})
+    check_value("calib_clips", calib_clips, {"lo": 1})
+    check_value("lr", lr, {"lo": 0, "lo_open": True})
     config = _as_config(method)
     net, bundle = load_model(model)
     data_dir = data_dir_of(bundle, data)
@@ -125,6 +129,7 @@ def quant_report(model=None, data=None, methods=REPORT_METHODS, epochs: int = 15
     Quantized models are saved in `out_dir` (if given) as <method>.pt."""
     from ..train import load_model, save_bundle
 
+    check_value("epochs", epochs, {"lo": 1})
     float_net, bundle = load_model(model)
     data_dir = data_dir_of(bundle, data)
     val = split_features(bundle, data_dir, "validation")

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import build_frontend, get_preset
+from ..checks import setting, validate
 from ..data.augment import AugmentConfig, WaveAugment, spec_augment
 from ..data.clips import ClipSet, load_background, load_clips
 from ..data.features import cached_features
@@ -34,26 +35,30 @@ def settings_from_dict(cls, d: dict, what: str):
 
 @dataclass
 class TrainConfig:
-    data: str = ""  # a Speech Commands folder
-    out: str = "runs/kws"
-    model: str = "dscnn_mlperf"
+    data: str = setting("", help="Speech Commands folder (word folders, lists)")
+    out: str = setting("runs/kws", help="run folder: checkpoints, metrics, best model")
+    model: str = setting("dscnn_mlperf", help="architecture from the registry (see `tinykws models`)")
     model_kwargs: dict = field(default_factory=dict)
-    task: str = "12"
-    frontend: str = "mlperf"  # a front-end preset
+    task: str = setting("12", help="'12' (10 keywords + silence + unknown), '35' (every word) or your words a,b,c")
+    frontend: str = setting("mlperf", help="front-end preset: mlperf, paper10..paper40, raw")
     extra_data: list[str] = field(default_factory=list)  # more folders whose every clip is training data
-    epochs: int = 80
-    batch_size: int = 100
-    optimizer: str = "adam"  # adam | sgd (Nesterov)
-    lr: float = 3e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.1
-    warmup_epochs: int = 1
-    silence_frac: float = 0.1
-    unknown_frac: float = 0.2  # unknown clips drawn afresh each epoch, as a fraction of keyword clips
+    epochs: int = setting(80, lo=1, help="training epochs")
+    batch_size: int = setting(100, lo=1, help="clips per step")
+    optimizer: str = setting("adam", choices=("adam", "sgd"), help="adam (AdamW) or sgd (Nesterov)")
+    lr: float = setting(3e-3, lo=0, lo_open=True, help="peak learning rate (warm-up, then cosine decay)")
+    momentum: float = setting(0.9, lo=0, hi=1, hi_open=True)
+    weight_decay: float = setting(1e-4, lo=0, help="weight decay on kernels and weight matrices")
+    label_smoothing: float = setting(0.1, lo=0, hi=1, hi_open=True, help="label smoothing")
+    warmup_epochs: int = setting(1, lo=0)
+    silence_frac: float = setting(0.1, lo=0)
+    unknown_frac: float = setting(0.2, lo=0, help="unknown clips drawn afresh each epoch, as a fraction of keyword clips")
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    seed: int = 0
-    threads: int = 0  # torch threads (0: torch's default)
+    seed: int = setting(0, help="seed of initialisation, data order and augmentation")
+    threads: int = setting(0, lo=0, help="torch CPU threads (0: torch's default)")
+
+    def __post_init__(self):
+        validate(self)
+        make_task(self.task)  # a bad task fails here, naming it
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
