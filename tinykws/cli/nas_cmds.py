@@ -65,19 +65,15 @@ def _log(quiet: bool):
 
 
 def _write_pareto(rows: list, out: Path, as_json: bool) -> None:
-    """table.md and pareto.png in `out`; the table (or the JSON contract) on stdout."""
-    from ..nas.pareto import format_table, plot_pareto
+    """The report files (nas.pareto.write_report); the table, or the JSON contract, on stdout."""
+    from ..nas.pareto import format_table, write_report
 
-    from ..outputs import open_report_dir
-
-    open_report_dir(out)
-    (out / "table.md").write_text(format_table(rows) + "\n")
-    plot_pareto(rows, out / "pareto.png")
+    files = write_report(rows, out)
     if as_json:
-        emit_json({"rows": rows, "table": str(out / "table.md"), "plot": str(out / "pareto.png")})
+        emit_json({"rows": rows, **{k: str(v) for k, v in files.items()}})
     else:
         print(format_table(rows))
-        err.print(f"table: {out / 'table.md'}, plot: {out / 'pareto.png'}")
+        err.print(f"table: {files['table']}, plot: {files['plot']}")
 
 
 def register(app: typer.Typer) -> None:

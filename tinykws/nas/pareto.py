@@ -9,6 +9,7 @@ import itertools
 from pathlib import Path
 
 from ..models.arch import parse_arch
+from ..outputs import open_report_dir
 
 
 def pareto_front(rows: list[dict], cost: str = "macs", acc: str = "test_acc") -> list[dict]:
@@ -148,3 +149,12 @@ def plot_pareto(rows: list[dict], path: str | Path, acc: str = "test_acc", title
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def write_report(rows: list[dict], out: str | Path) -> dict:
+    """table.md and pareto.png in `out` (a new folder, or one tinykws wrote); returns their paths."""
+    out = open_report_dir(out)
+    files = {"table": out / "table.md", "plot": out / "pareto.png"}
+    files["table"].write_text(format_table(rows) + "\n")
+    plot_pareto(rows, files["plot"])
+    return files
