@@ -257,7 +257,7 @@ def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, prog
         return (f"epoch {rec['epoch']}/{cfg.epochs}  loss {rec['train_loss']:.4f}  train {rec['train_acc']:.3f}  "
                 f"val {rec['val_acc']:.4f}  best {best:.4f}  ({rec['samples_per_s']:.0f} samples/s)")
 
+    # last.pt is written through this module's `atomic_save` (the resume test cuts a run off there)
     run_epochs(run, epochs=cfg.epochs, steps=steps_per_epoch, seed=cfg.seed, state=state, epoch_fn=one_epoch,
-               state_fn=state_fn, describe=describe, on_best=save_best, save=atomic_save,  # this module's name: tests cut runs off here
-               progress=progress, log=log)
+               state_fn=state_fn, describe=describe, on_best=save_best, save=atomic_save, progress=progress, log=log)
     return load_bundle(run.best)
