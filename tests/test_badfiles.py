@@ -280,3 +280,19 @@ def test_every_link_member_is_rejected(tmp_path, kind, target):
     msg = str(info.value)
     assert msg.startswith(f"{archive}: refusing to extract archive member 'yes/b.wav'") and "link" in msg
     assert not dest.exists() and [p.name for p in tmp_path.iterdir()] == ["a.tar.gz"]
+
+
+def test_search_checkpoint_is_checked_like_a_training_one(tmp_path):
+    import torch
+
+    from tinykws.train.checkpoint import SEARCH_KEYS, ModelFileError, read_checkpoint
+
+    bad = tmp_path / "last.pt"
+    bad.write_bytes(b"PK\x03\x04 cut off")
+    with pytest.raises(ModelFileError, match="last.pt"):
+        read_checkpoint(bad, SEARCH_KEYS)
+    torch.save({"config": {}, "epoch": 0, "history": []}, bad)  # a search checkpoint without its states
+    with pytest.raises(ModelFileError, match="not a tinykws training checkpoint"):
+        read_checkpoint(bad, SEARCH_KEYS)
+    torch.save({k: {} for k in SEARCH_KEYS}, bad)
+    assert set(read_checkpoint(bad, SEARCH_KEYS)) == set(SEARCH_KEYS)

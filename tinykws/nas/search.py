@@ -35,13 +35,13 @@ from ..checks import ConfigError, setting, validate
 from ..data.augment import AugmentConfig, WaveAugment, spec_augment
 from ..data.features import cached_features
 from ..data.speech_commands import make_task
-from ..train.checkpoint import atomic_save
-from ..train.progress import Progress
 from ..outputs import check_output_dir, clear_dir, mark
+from ..train.evaluate import predict_logits
+from ..train.loop import run_epochs
+from ..train.checkpoint import SEARCH_KEYS, read_checkpoint
 from ..train.rundir import RunDir
-from ..train.trainer import resumed_config
 from ..train.trainer import (TrainConfig, class_ids, epoch_indices, epoch_steps, load_train_data, lr_at,
-                             make_optimizer, settings_from_dict)
+                             make_optimizer, resumed_config, settings_from_dict)
 from .cost import CostTable, arch_cost, make_cost_model
 from .spaces import make_space
 from .supernet import SuperNet
@@ -95,7 +95,7 @@ class SearchConfig:
 
     @property
     def frontend_preset(self) -> str:
-        return self.frontend or ("raw" if self.space == "raw" else "paper10")
+        return self.frontend or ("raw" if self.space == "raw" else "paper10")  # as Arch.default_frontend
 
     def make_space(self, num_classes: int = 12):
         return make_space(self.space, self.frontend_preset, self.width, self.layers, tuple(self.kernels),
@@ -201,10 +201,9 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
     the settings named in `given` must agree with the stored run's (a larger `epochs` extends it)."""
     run = RunDir(cfg.out, inputs=[cfg.data])
     run.prepare(resume, overwrite)
-    out, last = run.path, run.last
     state = None
     if resume:
-        state = torch.load(last, map_location="cpu", weights_only=True)
+        state = read_checkpoint(run.last, SEARCH_KEYS)
         cfg = resumed_config(SearchConfig, state["config"], cfg, given, state["epoch"] + 1)
     space, table = check_search_config(cfg)
     if cfg.threads:
@@ -218,7 +217,7 @@ def search(cfg: SearchConfig, resume: bool = False, overwrite: bool = False, pro
 
 
 def _search(cfg, run, state, space, table, progress, data, log) -> SearchResult:
-    out, last = run.path, run.last
+    out = run.path
     tcfg = cfg.train_config()
     data = data or load_train_data(tcfg, progress)
     if len(data.labels) != space.num_classes:
@@ -249,13 +248,12 @@ def _search(cfg, run, state, space, table, progress, data, log) -> SearchResult:
         calib = [dev_frontend(torch.from_numpy(data.train.waves(calib_idx[i : i + cfg.batch_size])).to(device))
                  for i in range(0, len(calib_idx), cfg.batch_size)]
 
-    start, history, elapsed = 0, [], 0.0
+    elapsed = 0.0
     if state is not None:
         net.load_state_dict(state["net"])
         opt_w.load_state_dict(state["opt_w"])
         opt_a.load_state_dict(state["opt_a"])
-        start, history, elapsed = state["epoch"] + 1, state["history"], state.get("seconds", 0.0)
-        run.write_history(history)
+        elapsed = state.get("seconds", 0.0)
 
     def batch(bi, g):
         y = torch.from_numpy(data.train.labels[bi])
@@ -266,15 +264,10 @@ def _search(cfg, run, state, space, table, progress, data, log) -> SearchResult:
                 feats = spec_augment(feats, cfg.augment, g)
         return feats, y.to(device)
 
-    bar = Progress(progress, total, start * steps)
-    t_start = time.time()
-    for epoch in range(start, cfg.epochs):
-        seed = cfg.seed * 100_003 + epoch
-        torch.manual_seed(seed)
-        g = torch.Generator().manual_seed(seed)
-        rng = np.random.default_rng(seed)
+    def one_epoch(ep):
+        g, rng = ep.g, ep.rng
         idx = epoch_indices(data.train.labels, unknown_id, cfg.unknown_frac, rng)
-        arch_phase = epoch >= cfg.warmup_epochs
+        arch_phase = ep.index >= cfg.warmup_epochs
         net.train()
         t0, seen, loss_sum, correct, arch_loss_sum, n_arch = time.time(), 0, 0.0, 0, 0.0, 0
         for b in range(steps):
@@ -283,7 +276,7 @@ def _search(cfg, run, state, space, table, progress, data, log) -> SearchResult:
             feats, y = batch(bi, g)
             net.sample_single(g)
             for group in opt_w.param_groups:
-                group["lr"] = lr_at(epoch * steps + b, total, steps, cfg.lr)
+                group["lr"] = lr_at(ep.index * steps + b, total, steps, cfg.lr)
             logits = net(feats)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             opt_w.zero_grad(set_to_none=True)
@@ -309,29 +302,34 @@ def _search(cfg, run, state, space, table, progress, data, log) -> SearchResult:
                     p.requires_grad_(True)
                 arch_loss_sum += loss_a.item()
                 n_arch += 1
-            bar.step(f"search {epoch + 1}/{cfg.epochs} loss {loss_sum / seen:.3f}")
+            ep.bar.step(f"search {ep.number}/{ep.epochs} loss {loss_sum / seen:.3f}")
         with torch.no_grad():
             choices = derive(net.probs().cpu(), table, cfg.target if cfg.hard_limit else None)
         net.set_path(choices)
         net.recalibrate_bn(calib)
-        val_acc = _accuracy(net, val_feats, val_labels)
+        val_acc = float((predict_logits(net, val_feats).argmax(1).cpu() == val_labels).float().mean())
         with torch.no_grad():
             exp_cost = float(table.expected(net.probs().cpu()))
-        rec = {"epoch": epoch + 1, "phase": "search" if arch_phase else "warmup",
+        rec = {"epoch": ep.number, "phase": "search" if arch_phase else "warmup",
                "train_loss": round(loss_sum / seen, 5), "train_acc": round(correct / seen, 5),
                "arch_loss": round(arch_loss_sum / n_arch, 5) if n_arch else None,
                "val_acc_derived": round(val_acc, 5), "expected_cost": exp_cost,
                "derived_cost": table.of(choices), "arch": space.arch(choices),
                "seconds": round(time.time() - t0, 1)}
-        history.append(rec)
-        atomic_save({"config": asdict(cfg), "net": net.state_dict(), "opt_w": opt_w.state_dict(),
-                     "opt_a": opt_a.state_dict(), "epoch": epoch, "history": history,
-                     "seconds": elapsed + time.time() - t_start}, last)
-        run.append_metrics(rec)
-        log(f"epoch {epoch + 1}/{cfg.epochs} [{rec['phase']}]  loss {rec['train_loss']:.4f}  val(derived) "
-            f"{val_acc:.4f}  E[{table.model.name}] {exp_cost:,.0f}  derived {rec['derived_cost']:,.0f}  "
-            f"{rec['arch']}  ({rec['seconds']:.0f} s)")
-    bar.close()
+        return rec, val_acc
+
+    def state_fn():
+        return {"config": asdict(cfg), "net": net.state_dict(), "opt_w": opt_w.state_dict(),
+                "opt_a": opt_a.state_dict(), "seconds": elapsed + time.time() - t_start}
+
+    def describe(rec, best):
+        return (f"epoch {rec['epoch']}/{cfg.epochs} [{rec['phase']}]  loss {rec['train_loss']:.4f}  val(derived) "
+                f"{rec['val_acc_derived']:.4f}  E[{table.model.name}] {rec['expected_cost']:,.0f}  derived "
+                f"{rec['derived_cost']:,.0f}  {rec['arch']}  ({rec['seconds']:.0f} s)")
+
+    t_start = time.time()
+    history = run_epochs(run, epochs=cfg.epochs, steps=steps, seed=cfg.seed, state=state, epoch_fn=one_epoch,
+                         state_fn=state_fn, describe=describe, progress=progress, log=log)
 
     with torch.no_grad():
         probs = net.probs().cpu()
@@ -350,14 +348,6 @@ def _search(cfg, run, state, space, table, progress, data, log) -> SearchResult:
 run_search = search  # the package-level name (``tinykws.nas.search`` is this module)
 
 
-@torch.no_grad()
-def _accuracy(net, feats: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
-    net.eval()
-    pred = torch.cat([net(feats[i : i + batch_size]).argmax(1).cpu() for i in range(0, len(feats), batch_size)])
-    net.train()
-    return float((pred == labels).float().mean()) if len(labels) else 0.0
-
-
 def retrain(result: SearchResult | str, out: str | Path, data: str, epochs: int = 40, resume: bool = False,
             overwrite: bool = False, progress: bool = True, log=print, train_data=None, **train_kw):
     """Train the derived architecture from scratch (``tinykws train --model mbnet --arch ...``)."""
@@ -367,8 +357,7 @@ def retrain(result: SearchResult | str, out: str | Path, data: str, epochs: int 
         from ..models.arch import parse_arch
 
         a = parse_arch(result)
-        model, arch, fe = ("mbnet_raw" if a.space == "raw" else "mbnet"), result, ("raw" if a.space == "raw" else "paper10")
-        fe = train_kw.pop("frontend", fe)
+        model, arch, fe = a.model_name, result, train_kw.pop("frontend", a.default_frontend)
     else:
         model, arch, fe = result.model, result.arch, train_kw.pop("frontend", result.frontend)
     cfg = TrainConfig(data=str(data), out=str(out), model=model, model_kwargs={"arch": arch}, frontend=fe,
@@ -404,7 +393,7 @@ def run_trial(cfg: SearchConfig, train_epochs: int = 40, progress: bool = False,
     best = tdir / "best.pt"
     tdone = False
     if resume and (tdir / "last.pt").exists():
-        st = torch.load(tdir / "last.pt", map_location="cpu", weights_only=True)
+        st = read_checkpoint(tdir / "last.pt")
         tdone = st["epoch"] + 1 >= train_epochs
         if not tdone:
             retrain(res, tdir, cfg.data, train_epochs, resume=True, progress=progress, log=log, **(train_kw or {}))

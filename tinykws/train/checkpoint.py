@@ -125,13 +125,17 @@ def resolve(name_or_path: str | Path | None) -> Path:
                          f"({', '.join(PRETRAINED)}){f'; did you mean {hint[0]!r}?' if hint else ''}")
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """A training checkpoint (last.pt: config, model, optimizer state, epoch) with one-line errors."""
+TRAIN_KEYS = ("config", "model", "optimizer", "epoch", "best", "history")
+SEARCH_KEYS = ("config", "net", "opt_w", "opt_a", "epoch", "history")
+
+
+def read_checkpoint(path: str | Path, keys=TRAIN_KEYS) -> dict:
+    """A run's checkpoint (last.pt: config, model and optimizer state, epoch; training's by default,
+    `SEARCH_KEYS` for an architecture search) with one-line errors."""
     path = Path(path)
     d = _torch_load(path)
-    keys = ("config", "model", "optimizer", "epoch", "best", "history")
-    if not isinstance(d, dict) or any(k not in d for k in keys) or not isinstance(d["model"], dict) \
-            or d["model"].get("format") != FORMAT:
+    if not isinstance(d, dict) or any(k not in d for k in keys) or ("model" in keys and (
+            not isinstance(d["model"], dict) or d["model"].get("format") != FORMAT)):
         raise ModelFileError(f"{path}: not a tinykws training checkpoint (damaged or from elsewhere)")
     return d
 

@@ -1,7 +1,6 @@
 """Training: one readable loop, checkpointed every epoch, resumable to the same result."""
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,9 +16,9 @@ from ..data.clips import ClipSet, load_background, load_clips
 from ..data.features import cached_features
 from ..data.speech_commands import SILENCE, UNKNOWN, SpeechCommands, make_task
 from ..models import create_model
-from .checkpoint import ModelBundle, atomic_save, read_checkpoint, save_bundle
+from .checkpoint import ModelBundle, atomic_save, load_bundle, read_checkpoint, save_bundle
 from .evaluate import evaluate_features
-from .progress import Progress
+from .loop import run_epochs
 from .rundir import RunDir, config_changes
 
 
@@ -149,10 +148,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     `ModelBundle.build` can rebuild it."""
     run = RunDir(cfg.out, inputs=[cfg.data, *cfg.extra_data])
     run.prepare(resume, overwrite)
-    out, last = run.path, run.last
     state = None
     if resume:
-        state = read_checkpoint(last)
+        state = read_checkpoint(run.last)
         cfg = resumed_config(TrainConfig, state["config"], cfg, given, state["epoch"] + 1)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -206,7 +204,6 @@ OPTION_NAMES = {"model_kwargs": "--arch/--dropout", "augment": "--speed/--specau
 
 
 def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, progress, log, quant, extra_loss):
-    out, last = run.path, run.last
     frontend = build_frontend(fe_cfg)
     augment = WaveAugment(cfg.augment, data.background)
     val_feats = cached_features(data.val, frontend, fe_cfg.key())
@@ -215,23 +212,16 @@ def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, prog
     val_labels = torch.from_numpy(data.val.labels)
     unknown_id, silence_id = class_ids(data.labels)
     total = steps_per_epoch * cfg.epochs
-    start, best, history = 0, -1.0, []
     if state is not None:
         model.load_state_dict(state["model"]["state_dict"])
         opt.load_state_dict(state["optimizer"])
-        start, best, history = state["epoch"] + 1, state["best"], state["history"]
-        run.write_history(history)
 
     def bundle(metrics: dict) -> ModelBundle:
         return ModelBundle(cfg.model, data.labels, fe_cfg, {k: v.clone() for k, v in model.state_dict().items()},
                            cfg.model_kwargs, metrics, asdict(cfg), quant=quant or {})
 
-    bar = Progress(progress, total, start * steps_per_epoch)
-    for epoch in range(start, cfg.epochs):
-        seed = cfg.seed * 100_003 + epoch
-        torch.manual_seed(seed)  # dropout
-        g = torch.Generator().manual_seed(seed)
-        idx = epoch_indices(data.train.labels, unknown_id, cfg.unknown_frac, np.random.default_rng(seed))
+    def one_epoch(ep):
+        idx = epoch_indices(data.train.labels, unknown_id, cfg.unknown_frac, ep.rng)
         model.train()
         t0, seen, loss_sum, correct = time.time(), 0, 0.0, 0
         for b in range(steps_per_epoch):
@@ -239,12 +229,12 @@ def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, prog
             y = torch.from_numpy(data.train.labels[bi])
             with torch.no_grad():
                 if train_feats is None:
-                    feats = frontend(augment(torch.from_numpy(data.train.waves(bi)), g, y == silence_id))
+                    feats = frontend(augment(torch.from_numpy(data.train.waves(bi)), ep.g, y == silence_id))
                 else:
                     feats = train_feats[torch.from_numpy(bi)]
-                feats = spec_augment(feats, cfg.augment, g)
+                feats = spec_augment(feats, cfg.augment, ep.g)
             for group in opt.param_groups:
-                group["lr"] = lr_at(epoch * steps_per_epoch + b, total, cfg.warmup_epochs * steps_per_epoch, cfg.lr)
+                group["lr"] = lr_at(ep.index * steps_per_epoch + b, total, cfg.warmup_epochs * steps_per_epoch, cfg.lr)
             logits = model(feats)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             if extra_loss is not None:
@@ -255,21 +245,24 @@ def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, prog
             seen += len(y)
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
-            bar.step(f"epoch {epoch + 1}/{cfg.epochs} loss {loss_sum / seen:.3f}")
+            ep.bar.step(f"epoch {ep.number}/{ep.epochs} loss {loss_sum / seen:.3f}")
         val = evaluate_features(model, val_feats, val_labels, data.labels)
-        rec = {"epoch": epoch + 1, "train_loss": round(loss_sum / seen, 5), "train_acc": round(correct / seen, 5),
+        rec = {"epoch": ep.number, "train_loss": round(loss_sum / seen, 5), "train_acc": round(correct / seen, 5),
                "val_acc": round(val.accuracy, 5), "lr": opt.param_groups[0]["lr"],
                "samples_per_s": round(seen / (time.time() - t0), 1)}
-        history.append(rec)
-        if val.accuracy > best:
-            best = val.accuracy
-            save_bundle(bundle({"val_acc": val.accuracy, "epoch": epoch + 1}), out / "best.pt")
-        atomic_save({"config": asdict(cfg), "model": bundle({}).to_dict(), "optimizer": opt.state_dict(),
-                     "epoch": epoch, "best": best, "history": history}, last)
-        run.append_metrics(rec)
-        log(f"epoch {epoch + 1}/{cfg.epochs}  loss {rec['train_loss']:.4f}  train {rec['train_acc']:.3f}  "
-            f"val {val.accuracy:.4f}  best {best:.4f}  ({rec['samples_per_s']:.0f} samples/s)")
-    bar.close()
-    from .checkpoint import load_bundle
+        return rec, val.accuracy
 
-    return load_bundle(out / "best.pt")
+    def save_best(rec, val_acc):
+        save_bundle(bundle({"val_acc": val_acc, "epoch": rec["epoch"]}), run.best)
+
+    def state_fn():
+        return {"config": asdict(cfg), "model": bundle({}).to_dict(), "optimizer": opt.state_dict()}
+
+    def describe(rec, best):
+        return (f"epoch {rec['epoch']}/{cfg.epochs}  loss {rec['train_loss']:.4f}  train {rec['train_acc']:.3f}  "
+                f"val {rec['val_acc']:.4f}  best {best:.4f}  ({rec['samples_per_s']:.0f} samples/s)")
+
+    # last.pt is written through this module's `atomic_save` (the resume test cuts a run off there)
+    run_epochs(run, epochs=cfg.epochs, steps=steps_per_epoch, seed=cfg.seed, state=state, epoch_fn=one_epoch,
+               state_fn=state_fn, describe=describe, on_best=save_best, save=atomic_save, progress=progress, log=log)
+    return load_bundle(run.best)
