@@ -320,3 +320,81 @@ def run_m7(elf: str | Path, inputs: np.ndarray) -> McuResult:
                      layer_instructions=first[1] if first else [], total_instructions=first[2] if first else 0,
                      stack_bytes=stack, flash_bytes=sz["flash_bytes"], flash=sz["flash"],
                      ram_bytes=ram["arena"] + ram["stack"] + ram["other"], ram=ram, status=status)
+
+
+# ---------------------------------------------------------------------------- one model, one variant
+
+KERNELS = ("ref", "fast", "cmsis-nn")
+LOOP_ORDERS = ("input", "weight")
+EST_NOTE = "estimate: instructions / clock at one instruction per cycle (unicorn has no cycle model)"
+
+
+def generate_project(im, out_dir: str | Path, kernels: str = "fast", loop_order: str = "input",
+                     cmsis_dir: str | Path | None = None, overwrite: bool = False) -> list[dict]:
+    """Generate the C project of one variant (tinykws ref/fast or CMSIS-NN); returns its layers."""
+    if kernels not in KERNELS:
+        raise McuError(f"--kernels {kernels!r}: use one of {', '.join(KERNELS)}")
+    if loop_order not in LOOP_ORDERS:
+        raise McuError(f"--loop-order {loop_order!r}: use one of {', '.join(LOOP_ORDERS)}")
+    if kernels == "cmsis-nn":
+        if not cmsis_dir:
+            raise McuError("--kernels cmsis-nn needs a CMSIS-NN folder: pass --cmsis-dir DIR (or set CMSIS_NN_DIR)")
+        from .cmsis import generate_cmsis
+
+        return generate_cmsis(im, out_dir, cmsis_dir, overwrite=overwrite).layers
+    from .codegen import generate
+
+    return generate(im, out_dir, kernels=kernels, loop_order=loop_order, overwrite=overwrite).layers
+
+
+def default_inputs(im, n_random: int = 2, seed: int = 0) -> np.ndarray:
+    """The quantized all-zero feature input and `n_random` uniformly random int8 inputs."""
+    shape = tuple(im.tensors[im.input].shape[1:])
+    zero = im.quantize_input(np.zeros((1, *shape), np.float32))
+    rnd = np.random.default_rng(seed).integers(-128, 128, size=(n_random, *shape)).astype(np.int8)
+    return np.concatenate([zero, rnd])
+
+
+def clip_inputs(im, data_dir: str | Path, n: int = 3, split: str = "testing", seed: int = 0) -> np.ndarray:
+    """int8 inputs from `n` clips of a data set split, with the model's front end (MLPerf's if unknown)."""
+    from types import SimpleNamespace
+
+    from ..audio import FrontendConfig, get_preset
+    from ..data.speech_commands import KEYWORDS_10, SILENCE, UNKNOWN
+    from ..quant.recipes import split_features
+
+    fe = im.meta.get("frontend")
+    fe = get_preset(fe) if isinstance(fe, str) else FrontendConfig.from_dict(fe) if fe else get_preset("mlperf")
+    labels = im.meta.get("labels") or [SILENCE, UNKNOWN, *KEYWORDS_10]
+    feats, _ = split_features(SimpleNamespace(labels=list(labels), frontend=fe), data_dir, split, limit=n, seed=seed)
+    return im.quantize_input(np.asarray(feats))
+
+
+def bench_m7(im, kernels: str = "fast", loop_order: str = "input", opt: str = "O2", dsp: bool = True,
+             inputs: np.ndarray | None = None, cmsis_dir: str | Path | None = None, clock_mhz: float = 216.0,
+             work_dir: str | Path | None = None, model: str = "") -> dict:
+    """Generate, build for the Cortex-M7, run on the emulator, compare with IntModel.run: one dict
+    with the bench-mcu JSON keys (instructions, per layer, flash, RAM, stack, bit_exact, est_ms)."""
+    import tempfile
+
+    x = default_inputs(im) if inputs is None else np.asarray(inputs, np.int8)
+    with tempfile.TemporaryDirectory(prefix="tkws_m7_") as tmp:
+        proj = Path(work_dir) if work_dir else Path(tmp) / "project"
+        layers = generate_project(im, proj, kernels, loop_order, cmsis_dir, overwrite=True)
+        elf = build_m7(proj, opt=opt, dsp=dsp)
+        r = run_m7(elf, x)
+    ref = im.run(x).reshape(len(x), -1)
+    bit_exact = bool(r.outputs.shape == ref.shape and (r.outputs == ref).all() and not any(r.status))
+    macs = int(sum(l.get("macs", 0) for l in layers))
+    per_layer = r.layer_instructions if len(r.layer_instructions) == len(layers) else [None] * len(layers)
+    out_layers = [{"name": l.get("name"), "op": l.get("op"), "kernel": l.get("kernel"), "macs": int(l.get("macs", 0)),
+                   "instructions": n, "instructions_per_mac": round(n / l["macs"], 3) if n and l.get("macs") else None}
+                  for l, n in zip(layers, per_layer)]
+    return {"model": model, "kernels": kernels, "loop_order": None if kernels == "cmsis-nn" else loop_order,
+            "opt": opt.lstrip("-"), "dsp": dsp, "inputs": len(x), "bit_exact": bit_exact,
+            "instructions": r.instructions, "instructions_each": r.instructions_each, "macs": macs,
+            "instructions_per_mac": round(r.instructions / macs, 3) if macs else None,
+            "flash_bytes": r.flash_bytes, "flash": r.flash, "ram_bytes": r.ram_bytes, "ram": r.ram,
+            "arena_bytes": r.ram["arena"], "stack_bytes": r.stack_bytes,
+            "est_ms": round(r.instructions / (clock_mhz * 1e3), 2), "clock_mhz": clock_mhz, "est_note": EST_NOTE,
+            "counting": r.counting, "layers": out_layers}
