@@ -201,9 +201,9 @@ def plan_memory(im: IntModel, scratch: dict[int, int] | None = None,
             buffers.append(Buffer(f"scratch of op {k} ({ops[k].kind})", int(s), k, k, scratch_of=k))
 
     arena = [b for b in buffers if b.where == ARENA]
-    _place(arena)
-    arena_bytes = max((b.offset + _align(b.size) for b in arena), default=0)
     alive = [sum(_align(b.size) for b in arena if b.first <= k <= b.last) for k in range(max(n, 1))]
+    _place(arena, max(alive, default=0))
+    arena_bytes = max((b.offset + _align(b.size) for b in arena), default=0)
     peak_op = int(np.argmax(alive)) if alive else 0
 
     offsets, where = {}, {}
@@ -228,17 +228,23 @@ def _op_name(im: IntModel, op) -> str:
     return f"{op.kind} {short_name(im.tensors[op.output].name)}"
 
 
-def _place(buffers: list[Buffer]) -> None:
-    """Greedy placement; keeps the best of a few orders and fit rules."""
-    orders = [lambda b: (-_align(b.size), b.first), lambda b: (b.first, -b.size),
-              lambda b: (-(b.last - b.first), -b.size)]
+def _place(buffers: list[Buffer], lower_bound: int = 0, tries: int = 300) -> None:
+    """Greedy placement; keeps the best of a few orders (largest first, by first use, longest
+    lived first, then seeded random orders) and two fit rules, stopping at the lower bound."""
+    keys = [lambda b: (-_align(b.size), b.first), lambda b: (b.first, -b.size),
+            lambda b: (-(b.last - b.first), -b.size), lambda b: (-b.last, -b.size)]
+    orders = [sorted(buffers, key=k) for k in keys]
+    rng = np.random.default_rng(0)
+    orders += [[buffers[i] for i in rng.permutation(len(buffers))] for _ in range(tries if len(buffers) > 2 else 0)]
     best = None
     for order in orders:
         for rule in ("first", "best"):
-            offs = _greedy(sorted(buffers, key=order), rule)
+            offs = _greedy(order, rule)
             top = max((offs[id(b)] + _align(b.size) for b in buffers), default=0)
             if best is None or top < best[0]:
                 best = (top, offs)
+        if best[0] <= lower_bound:
+            break
     for b in buffers:
         b.offset = best[1][id(b)] if best else 0
 

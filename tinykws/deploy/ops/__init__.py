@@ -71,15 +71,12 @@ def build_layers(im, kernels: str = "fast", loop_order: str = "input") -> list[L
     if loop_order not in ("input", "weight"):
         raise DeployError(f"loop order {loop_order!r}: use input or weight")
     emit = _emitters()
-    layers = []
-    for k, op in enumerate(im.ops):
-        fn = emit.get(op.kind)
-        name = im.tensors[op.output].name.split(";")[0]
-        if fn is None:
+    for k, op in enumerate(im.ops):  # every op checked before any work
+        if op.kind not in emit:
+            name = im.tensors[op.output].name.split(";")[0]
             raise DeployError(f"op {op.kind!r} (layer {k}, {name!r}) cannot be emitted as C: the generator "
                               f"handles {', '.join(sorted(emit))}")
-        layers.append(fn(im, k, op, kernels, loop_order))
-    return layers
+    return [emit[op.kind](im, k, op, kernels, loop_order) for k, op in enumerate(im.ops)]
 
 
 def layer_variants(im, kernels: str = "fast", loop_order: str = "input") -> dict[int, Layer]:
