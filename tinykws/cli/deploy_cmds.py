@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
                 raise DeployError(f"{out}: the host build differs from the integer reference on "
                                   f"{int((y != ref).any(1).sum())} of {check} random inputs")
             log(f"host build (gcc) == integer reference on {check} random inputs")
-        size = flash_ram(out, gen)
+        size = flash_ram(out, gen, im)
         info.update(size)
         log(f"flash {size['flash_bytes']:,} bytes ({size['flash_source']}), RAM {size['ram_bytes']:,} bytes "
             f"({size['ram_source']})")

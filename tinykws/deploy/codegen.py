@@ -379,31 +379,35 @@ library with arm-none-eabi-gcc. `OPT=-Os` (default `-O2`) changes the optimizati
 
 # ---------------------------------------------------------------------------- sizes
 
-def flash_ram(project_dir: str | Path, gen: GeneratedModel | None = None, opt: str = "-O2") -> dict:
-    """Flash and RAM of the generated library: measured with arm-none-eabi-size on the Cortex-M7
-    objects when the toolchain is there (stack not counted), else estimated from the emitted arrays."""
-    project_dir = Path(project_dir)
-    if shutil.which("arm-none-eabi-gcc") and shutil.which("arm-none-eabi-size") and shutil.which("make"):
-        r = subprocess.run(["make", "-s", "-C", str(project_dir), "m7", f"OPT={opt}"], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise DeployError(f"{project_dir}: Cortex-M7 build failed: {(r.stderr or r.stdout).strip()[:300]}")
-        objs = sorted((project_dir / "build" / "m7").glob("*.o"))
-        sz = subprocess.run(["arm-none-eabi-size", "-B", *map(str, objs)], capture_output=True, text=True, check=True)
-        model, kern, data_bss = 0, 0, 0
-        for line in sz.stdout.splitlines()[1:]:
-            text, data, bss, *_rest, fname = line.split()
-            if Path(fname).name == "model.o":
-                model += int(text) + int(data)
-            else:
-                kern += int(text) + int(data)
-            data_bss += int(data) + int(bss)
-        return {"flash_bytes": model + kern, "flash_model_bytes": model, "flash_kernel_bytes": kern,
-                "ram_bytes": data_bss, "flash_source": f"arm-none-eabi-size of the Cortex-M7 {opt} objects, "
-                                                      f"model.o {model:,} + kernels {kern:,}",
-                "ram_source": "arena and static data of the same objects; stack not counted"}
-    if gen is None:
-        raise DeployError("estimating flash needs the GeneratedModel (or arm-none-eabi-gcc on PATH)")
-    return {"flash_bytes": gen.const_bytes, "flash_model_bytes": gen.const_bytes, "flash_kernel_bytes": None,
-            "ram_bytes": gen.plan.arena_bytes,
-            "flash_source": "estimate: the emitted constant arrays only (no arm-none-eabi-gcc to measure code size)",
-            "ram_source": "estimate: the activation arena only"}
+def flash_ram(project_dir: str | Path, gen: GeneratedModel, im=None, opt: str = "O2") -> dict:
+    """Flash and RAM of a generated project. Measured where the Cortex-M7 toolchain and the emulator
+    are there (`tinykws.deploy.mcu`: an -O2 firmware linked with --gc-sections, flash = model +
+    kernels, RAM = arena + stack high-water mark + static data, one input run on the emulated M7);
+    else estimated: flash = the emitted constant arrays (kernel code not counted), RAM = the arena."""
+    from .mcu import McuError, build_m7, run_m7
+
+    try:
+        elf = build_m7(project_dir, opt=opt, profile=False)
+        x = np.zeros((1, *im.tensors[im.input].shape[1:]), np.int8) if im is not None else None
+        r = run_m7(elf, x) if x is not None else None
+    except McuError as exc:
+        const = getattr(gen, "const_bytes", 0)
+        return {"flash_bytes": const, "flash_model_bytes": const, "flash_kernel_bytes": None,
+                "ram_bytes": gen.plan.arena_bytes,
+                "flash_source": f"estimate: the emitted constant arrays only, kernel code not counted ({exc})",
+                "ram_source": "estimate: the activation arena only"}
+    if r is None:
+        from .mcu import sizes
+
+        sz = sizes(elf)
+        flash, ram, stack = sz["flash"], gen.plan.arena_bytes, None
+    else:
+        flash, ram, stack = r.flash, r.ram_bytes, r.stack_bytes
+    model, kern = int(flash["model"]), int(flash["kernels"])
+    return {"flash_bytes": model + kern, "flash_model_bytes": model, "flash_kernel_bytes": kern,
+            "flash_other_bytes": int(flash.get("other", 0)), "ram_bytes": int(ram), "stack_bytes": stack,
+            "flash_source": f"measured: Cortex-M7 -{opt} build (arm-none-eabi-gcc), model {model:,} + kernels "
+                            f"{kern:,} bytes; start-up and libc of the test firmware ({int(flash.get('other', 0)):,}) "
+                            f"not counted",
+            "ram_source": "measured on the emulated Cortex-M7: arena + stack high-water mark + static data"
+                          if r is not None else "the activation arena (stack not measured)"}
