@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         kernels: str = typer.Option("fast", help="ref | fast | cmsis-nn"),
         loop_order: str = typer.Option("input", help="input | weight (tinykws kernels)"),
         opt: str = typer.Option("O2", help="O2 | Os | O3"),
-        no_dsp: bool = typer.Option(False, "--no-dsp", help="build without the DSP extension (-mcpu=cortex-m7+nodsp)"),
+        no_dsp: bool = typer.Option(False, "--no-dsp", help="build without the DSP source paths (-U__ARM_FEATURE_DSP)"),
         clock_mhz: float = typer.Option(216.0, help="clock for the ms estimate"),
         cmsis_nn: Optional[Path] = typer.Option(None, "--cmsis-nn", help="CMSIS-NN source folder (--kernels cmsis-nn; "
                                                                            "default: $CMSIS_NN_DIR)"),

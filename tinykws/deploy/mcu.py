@@ -31,7 +31,9 @@ import numpy as np
 
 SUPPORT = Path(__file__).parent / "mcu_support"
 M7_FLAGS = ["-mcpu=cortex-m7", "-mfpu=fpv5-d16", "-mfloat-abi=hard", "-mthumb"]
-M7_NODSP = "-mcpu=cortex-m7+nodsp"  # gcc 12 accepts it: __ARM_FEATURE_DSP is then undefined
+# gcc 12 has no -mcpu=cortex-m7+nodsp: without DSP, the DSP source paths (CMSIS-NN's ARM_MATH_DSP,
+# tinykws's __ARM_FEATURE_DSP) are turned off by undefining the feature macro
+M7_NODSP = "-U__ARM_FEATURE_DSP"
 OPTS = ("O2", "Os", "O3")
 PAINT = 0xA5A5A5A5
 MAX_INSTRUCTIONS = 2_000_000_000
@@ -98,7 +100,7 @@ def build_m7(project_dir: str | Path, opt: str = "O2", dsp: bool = True, profile
              cc: str = "arm-none-eabi-gcc", out: str | Path | None = None) -> Path:
     """Compile and link the project for a Cortex-M7 (newlib-nano, no semihosting); returns the ELF.
 
-    opt: O2 | Os | O3; dsp=False builds with -mcpu=cortex-m7+nodsp (no DSP extension);
+    opt: O2 | Os | O3; dsp=False undefines __ARM_FEATURE_DSP (the DSP source paths are off);
     profile defines TKWS_PROFILE so model.c calls tkws_layer_mark between layers.
     """
     project = Path(project_dir)
@@ -113,7 +115,7 @@ def build_m7(project_dir: str | Path, opt: str = "O2", dsp: bool = True, profile
     objdir.mkdir(parents=True, exist_ok=True)
     srcs, incs, _ = _sources(project)
     srcs += [SUPPORT / "startup_m7.c", SUPPORT / "harness_m7.c"]
-    flags = ([M7_NODSP] + M7_FLAGS[1:] if not dsp else M7_FLAGS) + [
+    flags = M7_FLAGS + ([] if dsp else [M7_NODSP]) + [
         f"-{opt}", "-std=c99", "-ffunction-sections", "-fdata-sections", "-g0", "-DTKWS_MCU=1"]
     if profile:
         flags.append("-DTKWS_PROFILE=1")
