@@ -172,8 +172,11 @@ def test_bench_mcu_json(mlperf_path, cmsis_dir):
     assert d["ram_bytes"] >= d["arena_bytes"] + d["stack_bytes"]
 
 
-def test_missing_toolchain(cmsis_project, monkeypatch, tmp_path):
+def test_missing_toolchain(cmsis_project, mlperf_path, cmsis_dir, monkeypatch, tmp_path):
     out, _ = cmsis_project
+    r = CliRunner().invoke(_app(), ["bench-mcu", str(mlperf_path), "--kernels", "cmsis-nn", "--cmsis-nn", str(cmsis_dir),
+                                    "--json"], env={"PATH": str(tmp_path)})
+    assert isinstance(r.exception, McuError) and "arm-none-eabi-gcc not found on PATH" in str(r.exception)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(McuError, match="arm-none-eabi-gcc not found on PATH"):
         build_m7(out)
