@@ -1,195 +1,197 @@
-"""The C kernel library (`tinykws/deploy/csrc`) described for the code generator: for each op and
-choice (`ref`/`fast`, input- or weight-prioritized loop order) the C function, the weight layout
-it reads (a packer), whether its bias carries the folded input offset, and its scratch bytes.
+"""The C kernel library (`tinykws/deploy/csrc`) described for the generator: for each op family and
+its params, which C function runs it, how its weights are laid out, how much scratch it needs, and
+whether its bias has the input offset folded in.
 
     v = select("conv", params, kernels="fast", loop_order="input")
-    v.name                          # "tkws_pw_s8_fast_wide" for a 1x1 stride-1 unpadded conv
-    values, ctype = v.pack_weights(w, params)     # emit `static const ctype w[] = {values}`
-    bias = v.fold_bias(bias, w, params["in_offset"]) if v.folds_input_offset else bias
-    v.scratch_bytes(params)         # bytes of 4-byte aligned scratch the call needs (0: pass NULL)
+    v.name                        # "tkws_pw_s8_fast" for a 1x1 conv without padding
+    w_c, ctype = v.pack(w, params)
+    bias_c = v.fold_bias(bias, w, params["in_offset"]) if v.folds_input_offset else bias
+    v.scratch_bytes(params)       # bytes of arena the call needs as `scratch`
 
-`params` is the dict of the op's C params struct fields (`tkws_conv_params`, `tkws_fc_params`,
-`tkws_pool_params`, `tkws_add_params`, `tkws_softmax_params` in tkws_nn.h). Every variant of an
-op has the same C signature and gives the same int8 outputs as `tinykws.quant.kernels`, bit for
-bit (tests/test_deploy_kernels.py). `fast` is the default of the generator: the fastest variant
-that applies; `flash="small"` picks the fast variants that need no more flash than int8 weights.
+Params are the dicts of the C params structs (`tkws_conv_params`, `tkws_fc_params`, ...), field
+names as in `tkws_nn.h`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-KINDS = ("conv", "depthwise", "fc", "avgpool", "maxpool", "add", "softmax")
+OP_KINDS = ("conv", "depthwise", "fc", "avgpool", "maxpool", "add", "softmax")
+POINTWISE = ("int8", "wide")
 
 
-def _identity_s8(w: np.ndarray, params: dict):
-    return np.ascontiguousarray(w, np.int8).reshape(-1), "int8_t"
+class KernelError(ValueError):
+    """No kernel variant for the op and options asked for."""
 
 
-def _no_scratch(params: dict) -> int:
+def _zero(_params) -> int:
     return 0
+
+
+def _as_int8(w, _params):
+    return np.ascontiguousarray(np.asarray(w, np.int8)).reshape(-1), "int8_t"
 
 
 @dataclass(frozen=True)
 class KernelVariant:
     name: str  # the C function
-    op: str  # conv, depthwise, fc, avgpool, maxpool, add, softmax
-    source: str  # the C file that defines it
-    folds_input_offset: bool = False  # the bias must carry in_offset * sum(weights) (see fold_bias)
-    in_place: bool = False  # the output may overwrite the (first) input
-    pack: Callable = field(default=_identity_s8, repr=False)
-    scratch: Callable = field(default=_no_scratch, repr=False)
-
-    def pack_weights(self, w: np.ndarray, params: dict) -> tuple[np.ndarray, str]:
-        """The weights in this variant's layout: (flat values, C element type)."""
-        return self.pack(np.asarray(w), params)
+    op: str  # op family: conv, depthwise, fc, avgpool, maxpool, add, softmax
+    loop_order: str  # input | weight
+    folds_input_offset: bool = False  # bias' = bias + in_offset * sum(w) (fold_bias computes it)
+    in_place: bool = False  # the output may be written over the (first) input
+    scratch: Callable[[dict], int] = _zero
+    packer: Callable = _as_int8  # (w, params) -> (flat array, C element type)
+    weight_ctype: str = "int8_t"
 
     def scratch_bytes(self, params: dict) -> int:
+        """Bytes of scratch the call needs (0: the call gets NULL)."""
         return int(self.scratch(params))
 
-    def fold_bias(self, bias, w: np.ndarray, in_offset: int) -> np.ndarray:
-        """bias + in_offset * (sum of each output channel's weights), int32 (wrapping as the C sum)."""
-        return fold_bias(self.op, bias, w, in_offset)
+    def pack_weights(self, w: np.ndarray, params: dict):
+        """The weight array as this variant reads it: (flat numpy array, C element type)."""
+        return self.packer(np.asarray(w), params)
+
+    pack = pack_weights
+
+    def fold_bias(self, bias, w, in_offset: int) -> np.ndarray:
+        """bias + in_offset * (sum of each output channel's weights), int32 (wrapping as the C int32 sum does)."""
+        w = np.asarray(w, np.int64)
+        sums = w.reshape(-1, w.shape[-1]).sum(axis=0) if self.op == "depthwise" else w.reshape(w.shape[0], -1).sum(axis=1)
+        b = np.zeros(len(sums), np.int64) if bias is None else np.asarray(bias, np.int64)
+        v = b + int(in_offset) * sums
+        return (((v + 2**31) & 0xFFFFFFFF) - 2**31).astype(np.int32)
+
+    @property
+    def supports_in_place(self) -> bool:
+        return self.in_place
 
 
-def fold_bias(op: str, bias, w: np.ndarray, in_offset: int) -> np.ndarray:
-    """The bias with the input offset folded in: the kernel then sums raw int8 inputs times weights
-    (padding taps read the raw zero point) and needs no per-MAC offset work."""
-    w = np.asarray(w, np.int64)
-    if op == "conv":  # OHWI
-        s = w.reshape(w.shape[0], -1).sum(axis=1)
-    elif op == "depthwise":  # [1][k_h][k_w][out_c]
-        s = w.reshape(-1, w.shape[-1]).sum(axis=0)
-    elif op == "fc":  # [out_n][in_n]
-        s = w.reshape(w.shape[0], -1).sum(axis=1)
-    else:
-        raise ValueError(f"fold_bias: op {op!r} has no weights")
-    b = np.zeros(len(s), np.int64) if bias is None else np.asarray(bias, np.int64)
-    v = b + int(in_offset) * s
-    return (((v + 2**31) & 0xFFFFFFFF) - 2**31).astype(np.int32)
+def supports_in_place(variant: KernelVariant, params: dict) -> bool:
+    """Whether `variant` may write its output over its input (the memory planner may share them)."""
+    return bool(variant.in_place)
 
 
-# ---------------------------------------------------------------------------- packers and scratch
+# ---------------------------------------------------------------------------- weight packers
 
-def pack_pw_wide(w: np.ndarray, params: dict):
-    """int16 weights for tkws_pw_s8_fast_wide: for each group of 4 output channels (the last one
-    zero-filled), for each input-channel pair j (in_c rounded up to even), the words
-    (w[oc+g][2j], w[oc+g][2j+1]) for g = 0..3; low half first (little endian)."""
-    w = np.asarray(w, np.int16).reshape(w.shape[0], -1)
-    oc, k = w.shape
-    oc4, k2 = -(-oc // 4) * 4, k + (k & 1)
-    full = np.zeros((oc4, k2), np.int16)
-    full[:oc, :k] = w
-    packed = full.reshape(oc4 // 4, 4, k2 // 2, 2).transpose(0, 2, 1, 3)  # group, pair, g, half
-    return np.ascontiguousarray(packed).reshape(-1), "int16_t"
+def pair_order(n: int) -> np.ndarray:
+    """The order SXTB16 widens a row in: each full group of 4 as 0, 2, 1, 3; the tail as is
+    (TKWS_PAIR_ORDER in tkws_support.h)."""
+    j = np.arange(n)
+    n4 = n & ~3
+    return np.where(j < n4, (j & ~3) | ((j & 1) << 1) | ((j >> 1) & 1), j)
 
 
-def _k(params: dict) -> int:
-    return int(params["k_h"]) * int(params["k_w"]) * int(params["in_c"])
+def pack_pointwise_wide(w, params):
+    """tkws_pw_s8_fast_wide: weights [out_c][in_c] as int16 pairs in the widened row's order,
+    4 output channels' pairs one after another: [out_c/4][in_c/2][4][2]."""
+    w = np.asarray(w, np.int16)
+    oc = w.shape[0]
+    w = w.reshape(oc, -1)
+    ic = w.shape[1]
+    w = w[:, pair_order(ic)]
+    return np.ascontiguousarray(w.reshape(oc // 4, 4, ic // 2, 2).transpose(0, 2, 1, 3)).reshape(-1), "int16_t"
 
 
-def _r4(n: int) -> int:
+# ---------------------------------------------------------------------------- scratch sizes
+
+def _round4(n: int) -> int:
     return (int(n) + 3) & ~3
 
 
-def _scratch_conv_fast(p):  # two int16 columns and one int8 column
-    return 2 * 2 * _r4(_k(p)) + _r4(_k(p))
+def _plane_i32(p):
+    return 4 * p["out_h"] * p["out_w"]
 
 
-def _scratch_out_map(p):  # one output channel's map of int32 accumulators
-    return 4 * int(p["out_h"]) * int(p["out_w"])
+def _col_i16(p):
+    return _round4(2 * p["k_h"] * p["k_w"] * p["in_c"])
 
 
-def _scratch_pw_fast(p):  # two pixels widened to int16
-    return 2 * 2 * _r4(p["in_c"])
+def _pw_pixels(p):
+    return 2 * 2 * ((p["in_c"] + 1) & ~1)
 
 
-def _scratch_pw_wide(p):  # two pixels as int16 pairs
-    return 2 * 4 * ((int(p["in_c"]) + 1) // 2)
+def _fc_in_i16(p):
+    return _round4(2 * p["in_n"])
 
 
-def _scratch_fc_fast(p):
-    return 2 * _r4(p["in_n"])
+def _fc_out_i32(p):
+    return 4 * p["out_n"]
 
 
-def _scratch_fc_wo(p):
-    return 4 * int(p["out_n"])
+# ---------------------------------------------------------------------------- the variants
 
-
-def _v(name, op, source, **kw) -> KernelVariant:
-    return KernelVariant(name, op, source, **kw)
+def _v(name, op, order, **kw) -> KernelVariant:
+    return KernelVariant(name, op, order, **kw)
 
 
 VARIANTS: dict[str, KernelVariant] = {v.name: v for v in [
-    _v("tkws_conv_s8_ref", "conv", "tkws_conv_s8.c"),
-    _v("tkws_conv_s8_ref_wo", "conv", "tkws_conv_s8.c", scratch=_scratch_out_map),
-    _v("tkws_conv_s8_fast", "conv", "tkws_conv_s8.c", folds_input_offset=True, scratch=_scratch_conv_fast),
-    _v("tkws_conv_s8_fast_wo", "conv", "tkws_conv_s8.c", folds_input_offset=True, scratch=_scratch_out_map),
-    _v("tkws_pw_s8_fast", "conv", "tkws_pw_s8.c", folds_input_offset=True, scratch=_scratch_pw_fast),
-    _v("tkws_pw_s8_fast_wide", "conv", "tkws_pw_s8.c", folds_input_offset=True, pack=pack_pw_wide,
-       scratch=_scratch_pw_wide),
-    _v("tkws_dw_s8_ref", "depthwise", "tkws_dw_s8.c"),
-    _v("tkws_dw_s8_ref_wo", "depthwise", "tkws_dw_s8.c", scratch=_scratch_out_map),
-    _v("tkws_dw_s8_fast", "depthwise", "tkws_dw_s8.c", folds_input_offset=True),
-    _v("tkws_fc_s8_ref", "fc", "tkws_fc_s8.c"),
-    _v("tkws_fc_s8_ref_wo", "fc", "tkws_fc_s8.c", scratch=_scratch_fc_wo),
-    _v("tkws_fc_s8_fast", "fc", "tkws_fc_s8.c", folds_input_offset=True, scratch=_scratch_fc_fast),
-    _v("tkws_avgpool_s8_ref", "avgpool", "tkws_pool_s8.c"),
-    _v("tkws_maxpool_s8_ref", "maxpool", "tkws_pool_s8.c"),
-    _v("tkws_add_s8_ref", "add", "tkws_add_s8.c", in_place=True),
-    _v("tkws_softmax_s8_ref", "softmax", "tkws_softmax_s8.c", in_place=True),
+    _v("tkws_conv_s8_ref", "conv", "input"),
+    _v("tkws_conv_s8_ref_wo", "conv", "weight", scratch=_plane_i32),
+    _v("tkws_conv_s8_fast", "conv", "input", folds_input_offset=True, scratch=_col_i16),
+    _v("tkws_conv_s8_fast_wo", "conv", "weight", folds_input_offset=True, scratch=_plane_i32),
+    _v("tkws_pw_s8_fast", "conv", "input", folds_input_offset=True, scratch=_pw_pixels),
+    _v("tkws_pw_s8_fast_wide", "conv", "input", folds_input_offset=True, scratch=_pw_pixels,
+       packer=pack_pointwise_wide, weight_ctype="int16_t"),
+    _v("tkws_dw_s8_ref", "depthwise", "input"),
+    _v("tkws_dw_s8_ref_wo", "depthwise", "weight", scratch=_plane_i32),
+    _v("tkws_dw_s8_fast", "depthwise", "input", folds_input_offset=True),
+    _v("tkws_fc_s8_ref", "fc", "input"),
+    _v("tkws_fc_s8_ref_wo", "fc", "weight", scratch=_fc_out_i32),
+    _v("tkws_fc_s8_fast", "fc", "input", folds_input_offset=True, scratch=_fc_in_i16),
+    _v("tkws_fc_s8_fast_wo", "fc", "weight", folds_input_offset=True, scratch=_fc_out_i32),
+    _v("tkws_avgpool_s8_ref", "avgpool", "input"),
+    _v("tkws_maxpool_s8_ref", "maxpool", "input"),
+    _v("tkws_add_s8_ref", "add", "input", in_place=True),
+    _v("tkws_softmax_s8_ref", "softmax", "input", in_place=True),
 ]}
 
 
 def is_pointwise(p: dict) -> bool:
-    """1x1, stride 1, no padding: the pointwise fast path applies."""
-    return (int(p["k_h"]), int(p["k_w"]), int(p["stride_h"]), int(p["stride_w"]), int(p["pad_top"]),
-            int(p["pad_left"])) == (1, 1, 1, 1, 0, 0) and (p["in_h"], p["in_w"]) == (p["out_h"], p["out_w"])
+    """A 1x1 conv without padding (any stride): the no-im2col path applies."""
+    return p["k_h"] == 1 and p["k_w"] == 1 and p.get("pad_top", 0) == 0 and p.get("pad_left", 0) == 0
 
 
-def select(op_kind: str, params: dict, kernels: str = "fast", loop_order: str = "input",
-           flash: str = "speed") -> KernelVariant:
-    """The kernel variant for an op and its params. kernels: ref | fast; loop_order: input | weight;
-    flash: speed (the fastest, may store weights pre-widened) | small (int8 weights only)."""
-    if op_kind not in KINDS:
-        raise ValueError(f"op {op_kind!r}: the kernel library has {', '.join(KINDS)}")
+def select(op_kind: str, params: dict, kernels: str = "ref", loop_order: str = "input",
+           pointwise: str = "wide") -> KernelVariant:
+    """The kernel variant for an op family and its params.
+
+    kernels: ref (plain C, TFLite Micro's arithmetic as written) | fast (bias folding, SIMD with
+    the DSP extension, no-im2col pointwise); loop_order: input | weight (weight-prioritized, int32
+    accumulators in scratch; ops without such a variant keep the input order). pointwise: wide
+    (int16 weights, 2x their flash, fewer instructions) | int8 (weights as stored)."""
+    if op_kind not in OP_KINDS:
+        raise KernelError(f"op {op_kind!r}: the kernel library has {', '.join(OP_KINDS)}")
     if kernels not in ("ref", "fast"):
-        raise ValueError(f"kernels {kernels!r}: use ref or fast")
+        raise KernelError(f"kernels {kernels!r}: use ref or fast")
     if loop_order not in ("input", "weight"):
-        raise ValueError(f"loop order {loop_order!r}: use input or weight")
-    if flash not in ("speed", "small"):
-        raise ValueError(f"flash {flash!r}: use speed or small")
+        raise KernelError(f"loop order {loop_order!r}: use input or weight")
+    if pointwise not in POINTWISE:
+        raise KernelError(f"pointwise {pointwise!r}: use {' or '.join(POINTWISE)}")
     wo = loop_order == "weight"
-    fast = kernels == "fast"
     if op_kind == "conv":
-        if not fast:
-            name = "tkws_conv_s8_ref_wo" if wo else "tkws_conv_s8_ref"
-        elif wo:
-            name = "tkws_conv_s8_fast_wo"
-        elif is_pointwise(params):
-            name = "tkws_pw_s8_fast_wide" if flash == "speed" else "tkws_pw_s8_fast"
-        else:
-            name = "tkws_conv_s8_fast"
-    elif op_kind == "depthwise":
-        dm1 = int(params["out_c"]) == int(params["in_c"])
-        name = "tkws_dw_s8_ref_wo" if wo else "tkws_dw_s8_fast" if fast and dm1 else "tkws_dw_s8_ref"
-    elif op_kind == "fc":
-        name = "tkws_fc_s8_ref_wo" if wo else "tkws_fc_s8_fast" if fast else "tkws_fc_s8_ref"
-    else:
-        name = {"avgpool": "tkws_avgpool_s8_ref", "maxpool": "tkws_maxpool_s8_ref", "add": "tkws_add_s8_ref",
-                "softmax": "tkws_softmax_s8_ref"}[op_kind]
-    return VARIANTS[name]
-
-
-def supports_in_place(variant: KernelVariant, params: dict) -> bool:
-    """Whether the variant may write its output over its (first) input."""
-    return variant.in_place
+        if kernels == "ref":
+            return VARIANTS["tkws_conv_s8_ref_wo" if wo else "tkws_conv_s8_ref"]
+        if wo:
+            return VARIANTS["tkws_conv_s8_fast_wo"]
+        if is_pointwise(params):
+            if pointwise == "wide" and params["in_c"] % 4 == 0 and params["out_c"] % 4 == 0:
+                return VARIANTS["tkws_pw_s8_fast_wide"]
+            return VARIANTS["tkws_pw_s8_fast"]
+        return VARIANTS["tkws_conv_s8_fast"]
+    if op_kind == "depthwise":
+        if wo:
+            return VARIANTS["tkws_dw_s8_ref_wo"]
+        dm = params.get("depth_multiplier", 1)
+        return VARIANTS["tkws_dw_s8_fast" if kernels == "fast" and dm == 1 else "tkws_dw_s8_ref"]
+    if op_kind == "fc":
+        return VARIANTS[f"tkws_fc_s8_{kernels}{'_wo' if wo else ''}"]
+    return VARIANTS[f"tkws_{op_kind}_s8_ref"]
 
 
 def sources() -> list[Path]:
-    """The kernel library's files (headers and C sources) that a generated project copies."""
+    """The library's C and header files."""
     return sorted(p for p in CSRC.iterdir() if p.suffix in (".c", ".h"))

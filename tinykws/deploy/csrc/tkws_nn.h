@@ -83,22 +83,24 @@ typedef struct {
 /* ---- CONV_2D (any kernel size, stride, padding) */
 void tkws_conv_s8_ref(TKWS_CONV_ARGS);
 void tkws_conv_s8_ref_wo(TKWS_CONV_ARGS);   /* scratch: out_h*out_w int32 */
-void tkws_conv_s8_fast(TKWS_CONV_ARGS);     /* bias has the input offset folded in; scratch: see kernels.py */
+void tkws_conv_s8_fast(TKWS_CONV_ARGS);     /* bias has the input offset folded in; scratch: k_h*k_w*in_c int16 */
 void tkws_conv_s8_fast_wo(TKWS_CONV_ARGS);  /* bias folded; scratch: out_h*out_w int32 */
 
-/* ---- pointwise 1x1 conv, stride 1, no padding (in_h == out_h, in_w == out_w) */
-void tkws_pw_s8_fast(TKWS_CONV_ARGS);       /* int8 OHWI weights, bias folded; scratch: in_c int16 (+pad) */
-void tkws_pw_s8_fast_wide(TKWS_CONV_ARGS);  /* int16 weights interleaved by kernels.py (2x flash), bias folded */
+/* ---- pointwise 1x1 conv, no padding, any stride */
+void tkws_pw_s8_fast(TKWS_CONV_ARGS);       /* int8 OHWI weights, bias folded; scratch: 2 pixels of int16 */
+void tkws_pw_s8_fast_wide(TKWS_CONV_ARGS);  /* int16 weights interleaved by kernels.py (2x flash), bias folded;
+                                               in_c, out_c multiples of 4; scratch: 2 pixels of int16 */
 
 /* ---- DEPTHWISE_CONV_2D */
 void tkws_dw_s8_ref(TKWS_CONV_ARGS);
 void tkws_dw_s8_ref_wo(TKWS_CONV_ARGS);     /* scratch: out_h*out_w int32 */
-void tkws_dw_s8_fast(TKWS_CONV_ARGS);       /* bias folded; depth_multiplier 1 */
+void tkws_dw_s8_fast(TKWS_CONV_ARGS);       /* bias folded; depth_multiplier 1; no scratch */
 
 /* ---- FULLY_CONNECTED */
 void tkws_fc_s8_ref(TKWS_FC_ARGS);
 void tkws_fc_s8_ref_wo(TKWS_FC_ARGS);       /* scratch: out_n int32 */
-void tkws_fc_s8_fast(TKWS_FC_ARGS);         /* bias folded */
+void tkws_fc_s8_fast(TKWS_FC_ARGS);         /* bias folded; scratch: in_n int16 */
+void tkws_fc_s8_fast_wo(TKWS_FC_ARGS);      /* bias folded; scratch: out_n int32 */
 
 /* ---- pooling */
 void tkws_avgpool_s8_ref(const tkws_pool_params *p, const int8_t *in, int8_t *out, void *scratch);
