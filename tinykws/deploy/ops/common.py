@@ -65,6 +65,6 @@ def finish(layer: Layer, variant, params: dict, struct: str, args: list[str]) ->
     layer.params = params
     layer.args = args
     layer.scratch_bytes = int(variant.scratch_bytes(params))
-    if KL.supports_in_place(variant, params):
-        layer.in_place_inputs = tuple(layer.inputs)
+    if KL.supports_in_place(variant, params):  # over its first input
+        layer.in_place_inputs = tuple(layer.inputs[:1])
     return layer

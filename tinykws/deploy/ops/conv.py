@@ -15,7 +15,7 @@ def conv_params(im, op) -> dict:
     amin, amax = clamp(op)
     return {"in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow, "out_c": oc, "k_h": int(kh), "k_w": int(kw),
             "stride_h": int(o["stride"][0]), "stride_w": int(o["stride"][1]),
-            "pad_top": int(o["pad"][0]), "pad_left": int(o["pad"][2]),
+            "pad_top": int(o["pad"][0]), "pad_left": int(o["pad"][2]), "depth_multiplier": 1,
             "in_offset": -T[op.inputs[0]].zp, "out_offset": T[op.output].zp, "act_min": amin, "act_max": amax}
 
 

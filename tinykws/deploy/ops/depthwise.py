@@ -7,7 +7,8 @@ from .conv import conv_params, weights_and_bias
 
 def build(im, k, op, kernels, loop_order):
     layer = base_layer(im, k, op)
-    p = {**conv_params(im, op), "depth_multiplier": int(op.opts.get("depth_multiplier", 1))}
+    p = conv_params(im, op)
+    p["depth_multiplier"] = int(op.opts.get("depth_multiplier", 1))
     layer.macs = p["out_h"] * p["out_w"] * p["out_c"] * p["k_h"] * p["k_w"]
     v = select("depthwise", p, kernels, loop_order)
     layer.arrays = {**weights_and_bias(im, op, v, p, p["out_c"]), **requant_arrays(im, op, p["out_c"])}
