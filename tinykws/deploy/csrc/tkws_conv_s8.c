@@ -1,6 +1,6 @@
 /* CONV_2D int8, per output channel: the reference kernels (input- and weight-prioritized loop
-   orders) and the fast variant (im2col of two output pixels widened to int16, 2 channels x 2
-   pixels per pass with dual 16-bit MACs, input offset folded into the bias). */
+   orders) and the fast variants (input offset folded into the bias; the input-prioritized one
+   with an int16 im2col column and dual 16-bit MACs). */
 #include "tkws_nn.h"
 #include "tkws_support.h"
 
@@ -105,141 +105,76 @@ void tkws_conv_s8_fast_wo(TKWS_CONV_ARGS)
     }
 }
 
-/* one output pixel's window as int8 (padding = the input zero point), k = k_h*k_w*in_c bytes */
-static void tkws_im2col_s8(const tkws_conv_params *p, const int8_t *in, int32_t oy, int32_t ox, int8_t *col)
-{
-    const int32_t y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
-    const int8_t zp = (int8_t)(-p->in_offset);
-    for (int32_t ky = 0; ky < p->k_h; ky++) {
-        const int32_t iy = y0 + ky;
-        for (int32_t kx = 0; kx < p->k_w; kx++) {
-            const int32_t ix = x0 + kx;
-            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w)
-                memset(col, zp, (size_t)p->in_c);
-            else
-                memcpy(col, in + (iy * p->in_w + ix) * p->in_c, (size_t)p->in_c);
-            col += p->in_c;
-        }
-    }
-}
-
-/* int8 -> int16 in the order the SXTB16 pair of a weight word needs: per 4 values x0 x2 x1 x3;
-   the k % 4 tail plain */
-TKWS_INLINE void tkws_widen_s8(const int8_t *src, int16_t *dst, int32_t k)
-{
-    int32_t *d = (int32_t *)dst;
-    int32_t i = 0;
-    for (; i + 4 <= k; i += 4) {
-        const int32_t v = tkws_read32(src + i);
-        *d++ = tkws_sxtb16(v);
-        *d++ = tkws_sxtb16_ror8(v);
-    }
-    for (; i < k; i++)
-        dst[i] = src[i];
-}
-
-/* 2 output channels x 2 pixels: a, b are the two widened columns, w0, w1 two weight rows of k */
-TKWS_INLINE void tkws_dot_2x2(const int16_t *a, const int16_t *b, const int8_t *w0, const int8_t *w1, int32_t k,
-                              int32_t *s)
-{
-    int32_t a0 = s[0], a1 = s[1], b0 = s[2], b1 = s[3];
-    const int32_t *pa = (const int32_t *)a, *pb = (const int32_t *)b;
-    int32_t i = 0;
-    for (; i + 4 <= k; i += 4) {
-        const int32_t u = tkws_read32(w0 + i), v = tkws_read32(w1 + i);
-        const int32_t u02 = tkws_sxtb16(u), u13 = tkws_sxtb16_ror8(u);
-        const int32_t v02 = tkws_sxtb16(v), v13 = tkws_sxtb16_ror8(v);
-        const int32_t x02 = pa[0], x13 = pa[1], y02 = pb[0], y13 = pb[1];
-        pa += 2;
-        pb += 2;
-        a0 = tkws_smlad(u02, x02, a0);
-        a0 = tkws_smlad(u13, x13, a0);
-        a1 = tkws_smlad(v02, x02, a1);
-        a1 = tkws_smlad(v13, x13, a1);
-        b0 = tkws_smlad(u02, y02, b0);
-        b0 = tkws_smlad(u13, y13, b0);
-        b1 = tkws_smlad(v02, y02, b1);
-        b1 = tkws_smlad(v13, y13, b1);
-    }
-    for (; i < k; i++) {
-        a0 += a[i] * w0[i];
-        a1 += a[i] * w1[i];
-        b0 += b[i] * w0[i];
-        b1 += b[i] * w1[i];
-    }
-    s[0] = a0, s[1] = a1, s[2] = b0, s[3] = b1;
-}
-
-/* the k-long dot product of one widened column and one weight row */
-TKWS_INLINE int32_t tkws_dot_1x1(const int16_t *a, const int8_t *w0, int32_t k, int32_t acc)
-{
-    const int32_t *pa = (const int32_t *)a;
-    int32_t i = 0;
-    for (; i + 4 <= k; i += 4) {
-        const int32_t u = tkws_read32(w0 + i);
-        acc = tkws_smlad(tkws_sxtb16(u), pa[0], acc);
-        acc = tkws_smlad(tkws_sxtb16_ror8(u), pa[1], acc);
-        pa += 2;
-    }
-    for (; i < k; i++)
-        acc += a[i] * w0[i];
-    return acc;
-}
-
-/* columns of two pixels (rows of out_c outputs); used by the conv and pointwise fast paths */
-void tkws_gemm_s8_2px(const tkws_conv_params *p, const int16_t *ca, const int16_t *cb, int32_t k, const int8_t *wt,
-                      const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *oa, int8_t *ob);
-void tkws_gemm_s8_2px(const tkws_conv_params *p, const int16_t *ca, const int16_t *cb, int32_t k, const int8_t *wt,
-                      const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *oa, int8_t *ob)
-{
-    int32_t oc = 0;
-    for (; oc + 2 <= p->out_c; oc += 2) {
-        int32_t s[4];
-        s[0] = s[2] = bias ? bias[oc] : 0;
-        s[1] = s[3] = bias ? bias[oc + 1] : 0;
-        if (cb) {
-            tkws_dot_2x2(ca, cb, wt + oc * k, wt + (oc + 1) * k, k, s);
-        } else {
-            s[0] = tkws_dot_1x1(ca, wt + oc * k, k, s[0]);
-            s[1] = tkws_dot_1x1(ca, wt + (oc + 1) * k, k, s[1]);
-        }
-        oa[oc] = tkws_out_s8(s[0], mult[oc], shift[oc], p->out_offset, p->act_min, p->act_max);
-        oa[oc + 1] = tkws_out_s8(s[1], mult[oc + 1], shift[oc + 1], p->out_offset, p->act_min, p->act_max);
-        if (cb) {
-            ob[oc] = tkws_out_s8(s[2], mult[oc], shift[oc], p->out_offset, p->act_min, p->act_max);
-            ob[oc + 1] = tkws_out_s8(s[3], mult[oc + 1], shift[oc + 1], p->out_offset, p->act_min, p->act_max);
-        }
-    }
-    if (oc < p->out_c) {
-        const int32_t b = bias ? bias[oc] : 0;
-        oa[oc] = tkws_out_s8(tkws_dot_1x1(ca, wt + oc * k, k, b), mult[oc], shift[oc], p->out_offset, p->act_min,
-                             p->act_max);
-        if (cb)
-            ob[oc] = tkws_out_s8(tkws_dot_1x1(cb, wt + oc * k, k, b), mult[oc], shift[oc], p->out_offset, p->act_min,
-                                 p->act_max);
-    }
-}
-
-/* fast: the input offset is folded into the bias (kernels.py fold_bias), padding is the raw zero
-   point; scratch: k int8 + 2 columns of k (rounded up to 4) int16 */
+/* fast: the input offset is folded into the bias (kernels.py fold_bias). Per output pixel, the
+   window is gathered once into an int16 column in TKWS_PAIR_ORDER (padding = the raw zero point),
+   then dotted with 4 output channels' int8 rows at a time (SXTB16 + SMLAD: one weight word gives
+   4 MACs per channel). scratch: k_h*k_w*in_c int16, rounded up to 4 bytes. */
 void tkws_conv_s8_fast(TKWS_CONV_ARGS)
 {
-    const int32_t k = p->k_h * p->k_w * p->in_c, k4 = (k + 3) & ~3;
-    int16_t *ca = (int16_t *)scratch, *cb = ca + k4;
-    int8_t *col = (int8_t *)(cb + k4);
-    const int32_t n = p->out_h * p->out_w;
-    int32_t i = 0;
-    for (; i + 2 <= n; i += 2) {
-        tkws_im2col_s8(p, in, i / p->out_w, i % p->out_w, col);
-        tkws_widen_s8(col, ca, k);
-        tkws_im2col_s8(p, in, (i + 1) / p->out_w, (i + 1) % p->out_w, col);
-        tkws_widen_s8(col, cb, k);
-        tkws_gemm_s8_2px(p, ca, cb, k, (const int8_t *)w, bias, mult, shift, out + i * p->out_c,
-                         out + (i + 1) * p->out_c);
-    }
-    if (i < n) {
-        tkws_im2col_s8(p, in, i / p->out_w, i % p->out_w, col);
-        tkws_widen_s8(col, ca, k);
-        tkws_gemm_s8_2px(p, ca, 0, k, (const int8_t *)w, bias, mult, shift, out + i * p->out_c, 0);
+    const int8_t *wt = (const int8_t *)w;
+    const int32_t k = p->k_h * p->k_w * p->in_c, k4 = k & ~3, oc_n = p->out_c;
+    const int16_t zp = (int16_t)(-p->in_offset);
+    int16_t *col = (int16_t *)scratch;
+    for (int32_t oy = 0; oy < p->out_h; oy++) {
+        for (int32_t ox = 0; ox < p->out_w; ox++) {
+            const int32_t y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
+            int32_t j = 0;
+            for (int32_t ky = 0; ky < p->k_h; ky++) {
+                const int32_t iy = y0 + ky;
+                for (int32_t kx = 0; kx < p->k_w; kx++) {
+                    const int32_t ix = x0 + kx;
+                    if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                        for (int32_t c = 0; c < p->in_c; c++, j++)
+                            col[TKWS_PAIR_ORDER(j, k4)] = zp;
+                    } else {
+                        const int8_t *src = in + (iy * p->in_w + ix) * p->in_c;
+                        for (int32_t c = 0; c < p->in_c; c++, j++)
+                            col[TKWS_PAIR_ORDER(j, k4)] = src[c];
+                    }
+                }
+            }
+            int8_t *o = out + (oy * p->out_w + ox) * oc_n;
+            int32_t oc = 0;
+            for (; oc + 4 <= oc_n; oc += 4) {
+                const int8_t *w0 = wt + oc * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
+                int32_t a = bias[oc], b = bias[oc + 1], c = bias[oc + 2], d = bias[oc + 3];
+                const int16_t *x = col;
+                for (int32_t i = 0; i < k4; i += 4, x += 4) {
+                    const int32_t x02 = tkws_read32(x), x13 = tkws_read32(x + 2);
+                    const int32_t u = tkws_read32(w0 + i), v = tkws_read32(w1 + i);
+                    const int32_t s = tkws_read32(w2 + i), t = tkws_read32(w3 + i);
+                    a = tkws_smlad(tkws_sxtb16(u), x02, a);
+                    a = tkws_smlad(tkws_sxtb16_ror8(u), x13, a);
+                    b = tkws_smlad(tkws_sxtb16(v), x02, b);
+                    b = tkws_smlad(tkws_sxtb16_ror8(v), x13, b);
+                    c = tkws_smlad(tkws_sxtb16(s), x02, c);
+                    c = tkws_smlad(tkws_sxtb16_ror8(s), x13, c);
+                    d = tkws_smlad(tkws_sxtb16(t), x02, d);
+                    d = tkws_smlad(tkws_sxtb16_ror8(t), x13, d);
+                }
+                for (int32_t i = k4; i < k; i++) {
+                    a += col[i] * w0[i];
+                    b += col[i] * w1[i];
+                    c += col[i] * w2[i];
+                    d += col[i] * w3[i];
+                }
+                o[oc] = tkws_out_s8(a, mult[oc], shift[oc], p->out_offset, p->act_min, p->act_max);
+                o[oc + 1] = tkws_out_s8(b, mult[oc + 1], shift[oc + 1], p->out_offset, p->act_min, p->act_max);
+                o[oc + 2] = tkws_out_s8(c, mult[oc + 2], shift[oc + 2], p->out_offset, p->act_min, p->act_max);
+                o[oc + 3] = tkws_out_s8(d, mult[oc + 3], shift[oc + 3], p->out_offset, p->act_min, p->act_max);
+            }
+            for (; oc < oc_n; oc++) {
+                const int8_t *w0 = wt + oc * k;
+                int32_t a = bias[oc];
+                for (int32_t i = 0; i < k4; i += 4) {
+                    const int32_t u = tkws_read32(w0 + i);
+                    a = tkws_smlad(tkws_sxtb16(u), tkws_read32(col + i), a);
+                    a = tkws_smlad(tkws_sxtb16_ror8(u), tkws_read32(col + i + 2), a);
+                }
+                for (int32_t i = k4; i < k; i++)
+                    a += col[i] * w0[i];
+                o[oc] = tkws_out_s8(a, mult[oc], shift[oc], p->out_offset, p->act_min, p->act_max);
+            }
+        }
     }
 }
