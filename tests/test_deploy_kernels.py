@@ -350,3 +350,112 @@ def test_select():
         KL.select("conv", pw, kernels="x")
     with pytest.raises(ValueError, match="op 'gelu'"):
         KL.select("gelu", pw)
+
+
+# ---------------------------------------------------------------------------- on the emulated Cortex-M7
+
+_CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t"}
+
+
+def _c_arr(name, a):
+    a = np.asarray(a).reshape(-1)
+    return (f"static const {_CTYPES[a.dtype]} {name}[{max(len(a), 1)}] __attribute__((aligned(4))) = "
+            f"{{{', '.join(str(int(v)) for v in a) or '0'}}};\n")
+
+
+def m7_kernel_project(folder, calls, x: np.ndarray):
+    """A project the Cortex-M7 harness of tinykws.deploy.mcu builds: tkws_invoke runs each call
+    (variant name, "conv" | "fc", params, w, bias, mult, shift, n_out) on the same int8 input and
+    writes their outputs one after another; tkws_layer_mark(i) before call i and after the last."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for src in KL.sources():
+        shutil.copy2(src, folder / src.name)
+    consts, body, n_total, scratch = [], [], 0, 4
+    for i, (name, fam, p, w, bias, mult, shift, n_out) in enumerate(calls):
+        v = KL.VARIANTS[name]
+        packed, ctype = v.pack_weights(w, p)
+        packed = np.asarray(packed, {"int8_t": np.int8, "int16_t": np.int16, "int32_t": np.int32}[ctype])
+        b = v.fold_bias(bias, w, p["in_offset"]) if v.folds_input_offset else np.asarray(bias, np.int32)
+        fields = CONV_FIELDS if fam == "conv" else FC_FIELDS
+        struct = "tkws_conv_params" if fam == "conv" else "tkws_fc_params"
+        consts += [_c_arr(f"w{i}", packed), _c_arr(f"b{i}", np.asarray(b, np.int32)),
+                   _c_arr(f"m{i}", np.asarray(mult, np.int32)), _c_arr(f"s{i}", np.asarray(shift, np.int32)),
+                   f"static const {struct} p{i} = {{{', '.join(str(int(p.get(f, 0))) for f in fields)}}};\n"]
+        body.append(f"    tkws_layer_mark({i});\n    {name}(&p{i}, input, w{i}, b{i}, m{i}, s{i}, output + {n_total}, "
+                    f"scratch);\n")
+        n_total += n_out
+        scratch = max(scratch, v.scratch_bytes(p))
+    (folder / "model.h").write_text(
+        f"#ifndef TKWS_MODEL_H\n#define TKWS_MODEL_H\n#include <stdint.h>\n#define TKWS_INPUT_SIZE {x.size}\n"
+        f"#define TKWS_OUTPUT_SIZE {n_total}\nint tkws_invoke(const int8_t *input, int8_t *output);\n"
+        f"void tkws_layer_mark(int i);\n#endif\n")
+    (folder / "model.c").write_text(
+        '#include "model.h"\n#include "tkws_nn.h"\n' + "".join(consts)
+        + f"static int8_t scratch[{scratch}] __attribute__((aligned(8)));\n"
+        + "__attribute__((noinline, weak)) void tkws_layer_mark(int i) { (void)i; }\n"
+        + "int tkws_invoke(const int8_t *input, int8_t *output)\n{\n" + "".join(body)
+        + f"    tkws_layer_mark({len(calls)});\n    return 0;\n}}\n")
+    return n_total
+
+
+def _m7_or_fail():
+    mcu = pytest.importorskip("tinykws.deploy.mcu")
+    assert shutil.which("arm-none-eabi-gcc"), "arm-none-eabi-gcc is needed for the Cortex-M7 kernel tests"
+    return mcu
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dsp", [True, False])
+def test_kernels_on_emulated_m7(tmp_path, dsp):
+    """The DSP-extension paths (__ARM_FEATURE_DSP) and the portable ones, built for the Cortex-M7 and
+    run on the emulator: every conv/pointwise/depthwise/fc variant equals the integer reference."""
+    mcu = _m7_or_fail()
+    rng = np.random.default_rng(29)
+    # one input (5x6x8, zero point -128 reaching the padding) shared by every call
+    x = rng.integers(-128, 128, (1, 5, 6, 8)).astype(np.int8)
+    in_zp = -128
+    calls, want = [], []
+
+    def add_conv(names, w, stride, pad, dw=False, dm=1):
+        oc = w.shape[3] if dw else w.shape[0]
+        bias = rng.integers(-3000, 3000, oc).astype(np.int32)
+        mult, shift = _requant(rng, oc, True)
+        out_zp = _zp(rng)
+        qmin, qmax = _clamp(rng, out_zp)
+        if dw:
+            y = K.depthwise_conv2d(x, in_zp, w, bias, stride, pad, mult, shift, out_zp, qmin, qmax, dm)
+        else:
+            y = K.conv2d(x, in_zp, w, bias, stride, pad, mult, shift, out_zp, qmin, qmax)
+        c = dict(x=x, w=w, stride=stride, pad=pad, dm=dm, in_zp=in_zp, out_zp=out_zp, qmin=qmin, qmax=qmax)
+        p = _conv_params(c, y)
+        for name in names:
+            calls.append((name, "conv", p, w, bias, mult, shift, y.size))
+            want.append(y.reshape(-1))
+
+    add_conv(CONV_VARIANTS, rng.integers(-127, 128, (6, 3, 2, 8)).astype(np.int8), (2, 1), (1, 1, 0, 1))
+    add_conv(CONV_VARIANTS, rng.integers(-127, 128, (5, 3, 3, 8)).astype(np.int8), (1, 1), (1, 1, 1, 1))
+    add_conv(PW_VARIANTS, rng.integers(-127, 128, (12, 1, 1, 8)).astype(np.int8), (1, 1), (0, 0, 0, 0))
+    add_conv(["tkws_dw_s8_ref", "tkws_dw_s8_ref_wo", "tkws_dw_s8_fast"],
+             rng.integers(-127, 128, (1, 3, 3, 8)).astype(np.int8), (1, 1), (1, 1, 1, 1), dw=True)
+    add_conv(["tkws_dw_s8_ref", "tkws_dw_s8_ref_wo"], rng.integers(-127, 128, (1, 3, 3, 16)).astype(np.int8), (2, 2),
+             (1, 1, 1, 1), dw=True, dm=2)
+    n_in = x.size
+    w = rng.integers(-127, 128, (7, n_in)).astype(np.int8)
+    bias = rng.integers(-3000, 3000, 7).astype(np.int32)
+    mult, shift = _requant(rng, 7, True)
+    y = K.fully_connected(x, in_zp, w, bias, mult, shift, 3, -128, 127)
+    p = dict(in_n=n_in, out_n=7, in_offset=-in_zp, out_offset=3, act_min=-128, act_max=127)
+    for name in ["tkws_fc_s8_ref", "tkws_fc_s8_ref_wo", "tkws_fc_s8_fast"]:
+        calls.append((name, "fc", p, w, bias, mult, shift, 7))
+        want.append(y.reshape(-1))
+
+    proj = tmp_path / "proj"
+    m7_kernel_project(proj, calls, x)
+    elf = mcu.build_m7(proj, opt="O2", dsp=dsp)
+    r = mcu.run_m7(elf, x.reshape(1, -1))
+    got = r.outputs.reshape(-1)
+    at = 0
+    for (name, *_), yv in zip(calls, want):
+        np.testing.assert_array_equal(got[at : at + yv.size], yv, err_msg=f"{name} on the emulated Cortex-M7")
+        at += yv.size
+    assert len(r.layer_instructions) == len(calls) and all(n > 0 for n in r.layer_instructions)
