@@ -67,75 +67,142 @@ void tkws_dw_s8_ref_wo(TKWS_CONV_ARGS)
     }
 }
 
-/* one output pixel at the border: every tap of the window, padding read as the raw zero point */
-static void dw_border(const tkws_conv_params *p, const int8_t *in, const int8_t *wt, const int32_t *bias,
-                      const int32_t *mult, const int32_t *shift, int8_t *op, int32_t y0, int32_t x0)
+/* Fast (depth multiplier 1), bias with the input offset folded in, no scratch. 4 channels at a
+   time: per tap one 32-bit load of inputs and one of weights, widened to int16 pairs with SXTB16,
+   4 MACs with SMLABB/SMLATT. Interior pixels run the taps without checks; at the border the taps
+   outside the input read the raw zero point (4 copies in one word) instead of a load. */
+#define DW_MAC4(xv, wv)                                                        \
+    do {                                                                       \
+        const int32_t x02_ = tkws_sxtb16(xv), x13_ = tkws_sxtb16_ror8(xv);     \
+        const int32_t w02_ = tkws_sxtb16(wv), w13_ = tkws_sxtb16_ror8(wv);     \
+        a0 = tkws_smlabb(x02_, w02_, a0);                                      \
+        a2 = tkws_smlatt(x02_, w02_, a2);                                      \
+        a1 = tkws_smlabb(x13_, w13_, a1);                                      \
+        a3 = tkws_smlatt(x13_, w13_, a3);                                      \
+    } while (0)
+
+#define DW_OUT4(op, c)                                                                                   \
+    do {                                                                                                 \
+        (op)[c] = tkws_out_s8(a0, mult[c], shift[c], out_off, amin, amax);             \
+        (op)[c + 1] = tkws_out_s8(a1, mult[c + 1], shift[c + 1], out_off, amin, amax); \
+        (op)[c + 2] = tkws_out_s8(a2, mult[c + 2], shift[c + 2], out_off, amin, amax); \
+        (op)[c + 3] = tkws_out_s8(a3, mult[c + 3], shift[c + 3], out_off, amin, amax); \
+    } while (0)
+
+/* 3x3 windows, the taps unrolled: T(ky, kx) is one tap of 4 channels; CHECK(ky, kx) says whether
+   it lies inside the input (1 in the interior). */
+#define DW3_TAP(ky, kx, inside)                                                                \
+    do {                                                                                       \
+        const int32_t xv_ = (inside) ? tkws_read32(base + (ky) * row + (kx) * C) : zp4;        \
+        const int32_t wv_ = tkws_read32(wp + ((ky) * 3 + (kx)) * C);                           \
+        DW_MAC4(xv_, wv_);                                                                     \
+    } while (0)
+#define DW3_ALL(CHK)                                                                           \
+    do {                                                                                       \
+        DW3_TAP(0, 0, CHK(0, 0)); DW3_TAP(0, 1, CHK(0, 1)); DW3_TAP(0, 2, CHK(0, 2));          \
+        DW3_TAP(1, 0, CHK(1, 0)); DW3_TAP(1, 1, CHK(1, 1)); DW3_TAP(1, 2, CHK(1, 2));          \
+        DW3_TAP(2, 0, CHK(2, 0)); DW3_TAP(2, 1, CHK(2, 1)); DW3_TAP(2, 2, CHK(2, 2));          \
+    } while (0)
+#define DW3_IN(ky, kx) 1
+#define DW3_CHECK(ky, kx) ((ky) >= ky0 && (ky) < ky1 && (kx) >= kx0 && (kx) < kx1)
+
+/* 3x3, depth multiplier 1, C a multiple of 4 */
+static void dw3x3_fast(const tkws_conv_params *p, const int8_t *in, const int8_t *wt, const int32_t *bias,
+                       const int32_t *mult, const int32_t *shift, int8_t *out)
 {
-    const int32_t zp = -p->in_offset;
-    for (int32_t c = 0; c < p->out_c; c++) {
-        int32_t acc = bias[c];
-        for (int32_t ky = 0; ky < p->k_h; ky++) {
-            const int32_t iy = y0 + ky;
-            for (int32_t kx = 0; kx < p->k_w; kx++) {
-                const int32_t ix = x0 + kx;
-                const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
-                const int32_t x = inside ? in[(iy * p->in_w + ix) * p->in_c + c] : zp;
-                acc += x * wt[(ky * p->k_w + kx) * p->out_c + c];
+    const int32_t C = p->out_c, row = p->in_w * C;
+    const int32_t zp4 = (int32_t)((uint32_t)(uint8_t)(-p->in_offset) * 0x01010101u);
+    const int32_t out_off = p->out_offset, amin = p->act_min, amax = p->act_max;  /* out may alias *p */
+    const int32_t in_h = p->in_h, in_w = p->in_w, out_h = p->out_h, out_w = p->out_w;
+    const int32_t sh = p->stride_h, sw = p->stride_w, pt = p->pad_top, pl = p->pad_left;
+    for (int32_t oy = 0; oy < out_h; oy++) {
+        const int32_t y0 = oy * sh - pt;
+        const int32_t ky0 = y0 < 0 ? -y0 : 0, ky1 = y0 + 3 > in_h ? in_h - y0 : 3;
+        for (int32_t ox = 0; ox < out_w; ox++) {
+            const int32_t x0 = ox * sw - pl;
+            const int32_t kx0 = x0 < 0 ? -x0 : 0, kx1 = x0 + 3 > in_w ? in_w - x0 : 3;
+            int8_t *op = out + (oy * out_w + ox) * C;
+            const int8_t *base = in + y0 * row + x0 * C;
+            const int8_t *wp = wt;
+            if (ky0 == 0 && ky1 == 3 && kx0 == 0 && kx1 == 3) {
+                for (int32_t c = 0; c < C; c += 4, base += 4, wp += 4) {
+                    int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+                    DW3_ALL(DW3_IN);
+                    DW_OUT4(op, c);
+                }
+            } else {
+                for (int32_t c = 0; c < C; c += 4, base += 4, wp += 4) {
+                    int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+                    DW3_ALL(DW3_CHECK);
+                    DW_OUT4(op, c);
+                }
             }
         }
-        op[c] = tkws_out_s8(acc, mult[c], shift[c], p->out_offset, p->act_min, p->act_max);
     }
 }
 
-/* Fast (depth multiplier 1), bias with the input offset folded in. Border pixels take every tap
-   with the zero point for padding; interior pixels need no bounds checks: 4 channels at a time,
-   one 32-bit load of inputs and one of weights per tap, widened to int16 pairs, 4 MACs with
-   SMLABB/SMLATT. */
 void tkws_dw_s8_fast(TKWS_CONV_ARGS)
 {
+    if (p->k_h == 3 && p->k_w == 3 && (p->out_c & 3) == 0) {
+        dw3x3_fast(p, in, (const int8_t *)w, bias, mult, shift, out);
+        return;
+    }
     const int8_t *wt = (const int8_t *)w;
-    const int32_t C = p->out_c, C4 = C & ~3, row = p->in_w * C;
+    const int32_t C = p->out_c, C4 = C & ~3, row = p->in_w * C, kh = p->k_h, kw = p->k_w;
+    const int32_t zp = -p->in_offset;
+    const int32_t zp4 = (int32_t)((uint32_t)(uint8_t)zp * 0x01010101u);
+    const int32_t out_off = p->out_offset, amin = p->act_min, amax = p->act_max;  /* out may alias *p */
+    const int32_t in_h = p->in_h, in_w = p->in_w, out_h = p->out_h, out_w = p->out_w;
+    const int32_t sh = p->stride_h, sw = p->stride_w, pt = p->pad_top, pl = p->pad_left;
     (void)scratch;
-    for (int32_t oy = 0; oy < p->out_h; oy++) {
-        const int32_t y0 = oy * p->stride_h - p->pad_top;
-        const int rows_in = y0 >= 0 && y0 + p->k_h <= p->in_h;
-        for (int32_t ox = 0; ox < p->out_w; ox++) {
-            const int32_t x0 = ox * p->stride_w - p->pad_left;
-            int8_t *op = out + (oy * p->out_w + ox) * C;
-            if (!rows_in || x0 < 0 || x0 + p->k_w > p->in_w) {
-                dw_border(p, in, wt, bias, mult, shift, op, y0, x0);
-                continue;
-            }
+    for (int32_t oy = 0; oy < out_h; oy++) {
+        const int32_t y0 = oy * sh - pt;
+        const int32_t ky0 = y0 < 0 ? -y0 : 0, ky1 = y0 + kh > in_h ? in_h - y0 : kh;
+        for (int32_t ox = 0; ox < out_w; ox++) {
+            const int32_t x0 = ox * sw - pl;
+            const int32_t kx0 = x0 < 0 ? -x0 : 0, kx1 = x0 + kw > in_w ? in_w - x0 : kw;
+            const int interior = ky0 == 0 && ky1 == kh && kx0 == 0 && kx1 == kw;
+            int8_t *op = out + (oy * out_w + ox) * C;
             const int8_t *base = in + y0 * row + x0 * C;
             int32_t c = 0;
-            for (; c < C4; c += 4) {
-                int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
-                const int8_t *wp = wt + c;
-                for (int32_t ky = 0; ky < p->k_h; ky++) {
-                    const int8_t *ip = base + ky * row + c;
-                    for (int32_t kx = 0; kx < p->k_w; kx++) {
-                        const int32_t xv = tkws_read32(ip), wv = tkws_read32(wp);
-                        const int32_t x02 = tkws_sxtb16(xv), x13 = tkws_sxtb16_ror8(xv);
-                        const int32_t w02 = tkws_sxtb16(wv), w13 = tkws_sxtb16_ror8(wv);
-                        a0 = tkws_smlabb(x02, w02, a0);
-                        a2 = tkws_smlatt(x02, w02, a2);
-                        a1 = tkws_smlabb(x13, w13, a1);
-                        a3 = tkws_smlatt(x13, w13, a3);
-                        ip += C;
-                        wp += C;
+            if (interior) {
+                for (; c < C4; c += 4) {
+                    int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+                    const int8_t *wp = wt + c;
+                    const int8_t *ir = base + c;
+                    for (int32_t ky = 0; ky < kh; ky++, ir += row) {
+                        const int8_t *ip = ir;
+                        for (int32_t kx = 0; kx < kw; kx++, ip += C, wp += C) {
+                            const int32_t xv = tkws_read32(ip), wv = tkws_read32(wp);
+                            DW_MAC4(xv, wv);
+                        }
                     }
+                    DW_OUT4(op, c);
                 }
-                op[c] = tkws_out_s8(a0, mult[c], shift[c], p->out_offset, p->act_min, p->act_max);
-                op[c + 1] = tkws_out_s8(a1, mult[c + 1], shift[c + 1], p->out_offset, p->act_min, p->act_max);
-                op[c + 2] = tkws_out_s8(a2, mult[c + 2], shift[c + 2], p->out_offset, p->act_min, p->act_max);
-                op[c + 3] = tkws_out_s8(a3, mult[c + 3], shift[c + 3], p->out_offset, p->act_min, p->act_max);
+            } else {
+                for (; c < C4; c += 4) {
+                    int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+                    const int8_t *wp = wt + c;
+                    for (int32_t ky = 0; ky < kh; ky++) {
+                        const int row_ok = ky >= ky0 && ky < ky1;
+                        const int8_t *ip = base + ky * row + c;
+                        for (int32_t kx = 0; kx < kw; kx++, ip += C, wp += C) {
+                            const int32_t xv = row_ok && kx >= kx0 && kx < kx1 ? tkws_read32(ip) : zp4;
+                            const int32_t wv = tkws_read32(wp);
+                            DW_MAC4(xv, wv);
+                        }
+                    }
+                    DW_OUT4(op, c);
+                }
             }
-            for (; c < C; c++) {
+            for (; c < C; c++) {  /* the C % 4 tail, scalar */
                 int32_t acc = bias[c];
-                for (int32_t ky = 0; ky < p->k_h; ky++)
-                    for (int32_t kx = 0; kx < p->k_w; kx++)
-                        acc += base[ky * row + kx * C + c] * wt[(ky * p->k_w + kx) * C + c];
-                op[c] = tkws_out_s8(acc, mult[c], shift[c], p->out_offset, p->act_min, p->act_max);
+                for (int32_t ky = 0; ky < kh; ky++)
+                    for (int32_t kx = 0; kx < kw; kx++) {
+                        const int ok = ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1;
+                        acc += (ok ? base[ky * row + kx * C + c] : zp) * wt[(ky * kw + kx) * C + c];
+                    }
+                op[c] = tkws_out_s8(acc, mult[c], shift[c], out_off, amin, amax);
             }
         }
     }

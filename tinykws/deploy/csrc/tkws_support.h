@@ -17,15 +17,16 @@
    nudged truncating division of TFLite equals an arithmetic shift of (a*b + 2^30). */
 TKWS_INLINE int32_t tkws_srdhm(int32_t a, int32_t b)
 {
-    if (a == INT32_MIN && b == INT32_MIN)
-        return INT32_MAX;
-    return (int32_t)(((int64_t)a * b + (1LL << 30)) >> 31);
+    /* (a*b + 2^30) >> 31 lies in [INT32_MIN + 1, 2^31]; 2^31 (only for a = b = INT32_MIN) wraps
+       to INT32_MIN and saturates to INT32_MAX: branch-free, two instructions */
+    const uint32_t r = (uint32_t)(((int64_t)a * b + (1LL << 30)) >> 31);
+    return (int32_t)(r - (r == 0x80000000u));
 }
 
 /* gemmlowp RoundingDivideByPOT: x / 2^e rounded to nearest, ties away from zero (0 <= e <= 31) */
 TKWS_INLINE int32_t tkws_rdbpot(int32_t x, int32_t e)
 {
-    const int32_t mask = (int32_t)((1LL << e) - 1);
+    const int32_t mask = (int32_t)((1u << e) - 1u);
     const int32_t remainder = x & mask;
     const int32_t threshold = (mask >> 1) + (x < 0);
     return (x >> e) + (remainder > threshold);
@@ -54,8 +55,18 @@ TKWS_INLINE int8_t tkws_out_s8(int32_t acc, int32_t mult, int32_t shift, int32_t
 #include <arm_acle.h>
 /* bytes 0 and 2 sign-extended to two int16 halves */
 TKWS_INLINE int32_t tkws_sxtb16(int32_t x) { return __sxtb16(x); }
-/* bytes 1 and 3 sign-extended to two int16 halves */
+/* bytes 1 and 3 sign-extended to two int16 halves: one SXTB16 with its rotation (gcc 12 emits
+   __sxtb16 of a rotated value as two instructions) */
+#if defined(__GNUC__)
+TKWS_INLINE int32_t tkws_sxtb16_ror8(int32_t x)
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#else
 TKWS_INLINE int32_t tkws_sxtb16_ror8(int32_t x) { return __sxtb16((int32_t)(((uint32_t)x >> 8) | ((uint32_t)x << 24))); }
+#endif
 /* acc + lo(x)*lo(y) + hi(x)*hi(y) */
 TKWS_INLINE int32_t tkws_smlad(int32_t x, int32_t y, int32_t acc) { return __smlad(x, y, acc); }
 /* acc + lo(x)*lo(y), acc + hi(x)*hi(y) */
