@@ -96,6 +96,21 @@ def pack_pointwise_wide(w, params):
     return np.ascontiguousarray(w.reshape(oc // 4, 4, ic // 2, 2).transpose(0, 2, 1, 3)).reshape(-1), "int16_t"
 
 
+def dw_packed(params) -> bool:
+    """tkws_dw_s8_fast's 3x3 path (C multiple of 4) reads its weights packed (pack_dw_fast)."""
+    return params["k_h"] == 3 and params["k_w"] == 3 and params["out_c"] % 4 == 0
+
+
+def pack_dw_fast(w, params):
+    """tkws_dw_s8_fast: 3x3 weights [1][3][3][C] as [C/4][9 taps][4 channels] (same bytes, no extra
+    flash), so one channel group's 9 weight words are consecutive; other shapes as stored."""
+    w = np.asarray(w, np.int8)
+    if not dw_packed(params):
+        return np.ascontiguousarray(w).reshape(-1), "int8_t"
+    c = w.shape[-1]
+    return np.ascontiguousarray(w.reshape(9, c // 4, 4).transpose(1, 0, 2)).reshape(-1), "int8_t"
+
+
 # ---------------------------------------------------------------------------- scratch sizes
 
 def _round4(n: int) -> int:
@@ -138,7 +153,7 @@ VARIANTS: dict[str, KernelVariant] = {v.name: v for v in [
        packer=pack_pointwise_wide, weight_ctype="int16_t"),
     _v("tkws_dw_s8_ref", "depthwise", "input"),
     _v("tkws_dw_s8_ref_wo", "depthwise", "weight", scratch=_plane_i32),
-    _v("tkws_dw_s8_fast", "depthwise", "input", folds_input_offset=True),
+    _v("tkws_dw_s8_fast", "depthwise", "input", folds_input_offset=True, packer=pack_dw_fast),
     _v("tkws_fc_s8_ref", "fc", "input"),
     _v("tkws_fc_s8_ref_wo", "fc", "weight", scratch=_fc_out_i32),
     _v("tkws_fc_s8_fast", "fc", "input", folds_input_offset=True, scratch=_fc_in_i16),

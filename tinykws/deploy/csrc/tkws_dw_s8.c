@@ -89,28 +89,33 @@ void tkws_dw_s8_ref_wo(TKWS_CONV_ARGS)
         (op)[c + 3] = tkws_out_s8(a3, mult[c + 3], shift[c + 3], out_off, amin, amax); \
     } while (0)
 
-/* 3x3 windows, the taps unrolled: T(ky, kx) is one tap of 4 channels; CHECK(ky, kx) says whether
-   it lies inside the input (1 in the interior). */
-#define DW3_TAP(ky, kx, inside)                                                                \
-    do {                                                                                       \
-        const int32_t xv_ = (inside) ? tkws_read32(base + (ky) * row + (kx) * C) : zp4;        \
-        const int32_t wv_ = tkws_read32(wp + ((ky) * 3 + (kx)) * C);                           \
-        DW_MAC4(xv_, wv_);                                                                     \
+/* 3x3, depth multiplier 1, C a multiple of 4: the weights packed by kernels.py as
+   [C/4][9 taps][4 channels], so the 9 weight words of a channel group are consecutive (immediate
+   offsets); inputs through 3 row pointers and the offsets C, 2C. DW3_TAP(r, j, inside): tap at
+   row pointer r, column j; outside the input it reads the zero-point word. */
+#define DW3_TAP(rp, j, t, inside)                                                                  \
+    do {                                                                                           \
+        const int32_t xv_ = (inside) ? tkws_read32((rp) + ((j) == 0 ? 0 : (j) == 1 ? C : C2)) : zp4; \
+        const int32_t wv_ = tkws_read32(wp + 4 * (t));                                             \
+        DW_MAC4(xv_, wv_);                                                                         \
     } while (0)
-#define DW3_ALL(CHK)                                                                           \
-    do {                                                                                       \
-        DW3_TAP(0, 0, CHK(0, 0)); DW3_TAP(0, 1, CHK(0, 1)); DW3_TAP(0, 2, CHK(0, 2));          \
-        DW3_TAP(1, 0, CHK(1, 0)); DW3_TAP(1, 1, CHK(1, 1)); DW3_TAP(1, 2, CHK(1, 2));          \
-        DW3_TAP(2, 0, CHK(2, 0)); DW3_TAP(2, 1, CHK(2, 1)); DW3_TAP(2, 2, CHK(2, 2));          \
+#define DW3_ALL(CHK)                                                                               \
+    do {                                                                                           \
+        DW3_TAP(r0, 0, 0, CHK(0, 0)); DW3_TAP(r0, 1, 1, CHK(0, 1)); DW3_TAP(r0, 2, 2, CHK(0, 2));  \
+        DW3_TAP(r1, 0, 3, CHK(1, 0)); DW3_TAP(r1, 1, 4, CHK(1, 1)); DW3_TAP(r1, 2, 5, CHK(1, 2));  \
+        DW3_TAP(r2, 0, 6, CHK(2, 0)); DW3_TAP(r2, 1, 7, CHK(2, 1)); DW3_TAP(r2, 2, 8, CHK(2, 2));  \
     } while (0)
 #define DW3_IN(ky, kx) 1
 #define DW3_CHECK(ky, kx) ((ky) >= ky0 && (ky) < ky1 && (kx) >= kx0 && (kx) < kx1)
 
-/* 3x3, depth multiplier 1, C a multiple of 4 */
+/* gcc's pre-allocation scheduler hoists every SXTB16 of the unrolled taps and spills them */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-schedule-insns")))
+#endif
 static void dw3x3_fast(const tkws_conv_params *p, const int8_t *in, const int8_t *wt, const int32_t *bias,
                        const int32_t *mult, const int32_t *shift, int8_t *out)
 {
-    const int32_t C = p->out_c, row = p->in_w * C;
+    const int32_t C = p->out_c, C2 = 2 * C, row = p->in_w * C;
     const int32_t zp4 = (int32_t)((uint32_t)(uint8_t)(-p->in_offset) * 0x01010101u);
     const int32_t out_off = p->out_offset, amin = p->act_min, amax = p->act_max;  /* out may alias *p */
     const int32_t in_h = p->in_h, in_w = p->in_w, out_h = p->out_h, out_w = p->out_w;
@@ -122,16 +127,16 @@ static void dw3x3_fast(const tkws_conv_params *p, const int8_t *in, const int8_t
             const int32_t x0 = ox * sw - pl;
             const int32_t kx0 = x0 < 0 ? -x0 : 0, kx1 = x0 + 3 > in_w ? in_w - x0 : 3;
             int8_t *op = out + (oy * out_w + ox) * C;
-            const int8_t *base = in + y0 * row + x0 * C;
+            const int8_t *r0 = in + y0 * row + x0 * C, *r1 = r0 + row, *r2 = r1 + row;
             const int8_t *wp = wt;
             if (ky0 == 0 && ky1 == 3 && kx0 == 0 && kx1 == 3) {
-                for (int32_t c = 0; c < C; c += 4, base += 4, wp += 4) {
+                for (int32_t c = 0; c < C; c += 4, r0 += 4, r1 += 4, r2 += 4, wp += 36) {
                     int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
                     DW3_ALL(DW3_IN);
                     DW_OUT4(op, c);
                 }
             } else {
-                for (int32_t c = 0; c < C; c += 4, base += 4, wp += 4) {
+                for (int32_t c = 0; c < C; c += 4, r0 += 4, r1 += 4, r2 += 4, wp += 36) {
                     int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
                     DW3_ALL(DW3_CHECK);
                     DW_OUT4(op, c);
@@ -143,7 +148,7 @@ static void dw3x3_fast(const tkws_conv_params *p, const int8_t *in, const int8_t
 
 void tkws_dw_s8_fast(TKWS_CONV_ARGS)
 {
-    if (p->k_h == 3 && p->k_w == 3 && (p->out_c & 3) == 0) {
+    if (p->k_h == 3 && p->k_w == 3 && (p->out_c & 3) == 0) {  /* kernels.py dw_packed() */
         dw3x3_fast(p, in, (const int8_t *)w, bias, mult, shift, out);
         return;
     }

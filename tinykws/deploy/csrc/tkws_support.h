@@ -35,8 +35,8 @@ TKWS_INLINE int32_t tkws_rdbpot(int32_t x, int32_t e)
 /* TFLite MultiplyByQuantizedMultiplier (double rounding); shift > 0 is a left shift */
 TKWS_INLINE int32_t tkws_requantize(int32_t x, int32_t mult, int32_t shift)
 {
-    const int32_t left = shift > 0 ? shift : 0;
-    const int32_t right = shift > 0 ? 0 : -shift;
+    const int32_t left = shift & ~(shift >> 31);  /* max(shift, 0) without a branch */
+    const int32_t right = left - shift;           /* max(-shift, 0) */
     return tkws_rdbpot(tkws_srdhm((int32_t)((uint32_t)x << left), mult), right);
 }
 
