@@ -96,6 +96,19 @@ def pack_pointwise_wide(w, params):
     return np.ascontiguousarray(w.reshape(oc // 4, 4, ic // 2, 2).transpose(0, 2, 1, 3)).reshape(-1), "int16_t"
 
 
+def pack_conv_fast(w, params):
+    """tkws_conv_s8_fast: the OHWI int8 weights reordered (same bytes, no extra flash), k = k_h*k_w*in_c,
+    k4 = k & ~3, oc4 = out_c & ~3: block A [oc4/4][k4/4][4 channels][4 bytes], block B the k % 4 tails
+    [oc4][k - k4], block C the last out_c % 4 rows whole."""
+    w = np.asarray(w, np.int8)
+    oc = w.shape[0]
+    w = w.reshape(oc, -1)
+    k = w.shape[1]
+    k4, oc4 = k & ~3, oc & ~3
+    a = w[:oc4, :k4].reshape(oc4 // 4, 4, k4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
+    return np.concatenate([a, w[:oc4, k4:].reshape(-1), w[oc4:].reshape(-1)]).astype(np.int8), "int8_t"
+
+
 def dw_packed(params) -> bool:
     """tkws_dw_s8_fast's 3x3 path (C multiple of 4) reads its weights packed (pack_dw_fast)."""
     return params["k_h"] == 3 and params["k_w"] == 3 and params["out_c"] % 4 == 0
@@ -119,6 +132,11 @@ def _round4(n: int) -> int:
 
 def _plane_i32(p):
     return 4 * p["out_h"] * p["out_w"]
+
+
+def _cols2_i16(p):  # two int16 columns of k (rounded up to even), one int8 column
+    k = p["k_h"] * p["k_w"] * p["in_c"]
+    return 2 * 2 * ((k + 1) & ~1) + _round4(k)
 
 
 def _col_i16(p):
@@ -146,7 +164,7 @@ def _v(name, op, order, **kw) -> KernelVariant:
 VARIANTS: dict[str, KernelVariant] = {v.name: v for v in [
     _v("tkws_conv_s8_ref", "conv", "input"),
     _v("tkws_conv_s8_ref_wo", "conv", "weight", scratch=_plane_i32),
-    _v("tkws_conv_s8_fast", "conv", "input", folds_input_offset=True, scratch=_col_i16),
+    _v("tkws_conv_s8_fast", "conv", "input", folds_input_offset=True, scratch=_cols2_i16, packer=pack_conv_fast),
     _v("tkws_conv_s8_fast_wo", "conv", "weight", folds_input_offset=True, scratch=_plane_i32),
     _v("tkws_pw_s8_fast", "conv", "input", folds_input_offset=True, scratch=_pw_pixels),
     _v("tkws_pw_s8_fast_wide", "conv", "input", folds_input_offset=True, scratch=_pw_pixels,
