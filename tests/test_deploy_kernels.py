@@ -459,3 +459,36 @@ def test_kernels_on_emulated_m7(tmp_path, dsp):
         np.testing.assert_array_equal(got[at : at + yv.size], yv, err_msg=f"{name} on the emulated Cortex-M7")
         at += yv.size
     assert len(r.layer_instructions) == len(calls) and all(n > 0 for n in r.layer_instructions)
+
+
+def test_depthwise_3x3_packed_path_bit_exact(lib):
+    """tkws_dw_s8_fast's 3x3 path (weights packed per group of 4 channels, zero-point words for the
+    taps outside the input): strides 1-2, SAME (asymmetric too), VALID and uneven padding, inputs
+    smaller than the window, extreme zero points and clamps."""
+    rng = np.random.default_rng(33)
+    v = KL.select("depthwise", {"k_h": 3, "k_w": 3, "out_c": 8, "in_c": 8, "depth_multiplier": 1}, kernels="fast")
+    assert v.name == "tkws_dw_s8_fast"
+    for _ in range(40):
+        ih, iw = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+        c = int(rng.choice([4, 8, 12, 64]))
+        sh, sw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        mode = rng.integers(0, 3)
+        if mode == 0:
+            pad = (*_same_pad(ih, 3, sh), *_same_pad(iw, 3, sw))
+        elif mode == 1:
+            ih, iw, pad = max(ih, 3), max(iw, 3), (0, 0, 0, 0)
+        else:
+            pad = tuple(int(t) for t in rng.integers(0, 3, 4))
+            ih, iw = max(ih, 3 - pad[0] - pad[1]), max(iw, 3 - pad[2] - pad[3])
+        in_zp, out_zp = _zp(rng), _zp(rng)
+        qmin, qmax = _clamp(rng, out_zp)
+        x = rng.integers(-128, 128, (1, ih, iw, c)).astype(np.int8)
+        w = rng.integers(-127, 128, (1, 3, 3, c)).astype(np.int8)
+        bias = rng.integers(-20000, 20000, c).astype(np.int32)
+        mult, shift = _requant(rng, c, bool(rng.integers(0, 2)))
+        y = K.depthwise_conv2d(x, in_zp, w, bias, (sh, sw), pad, mult, shift, out_zp, qmin, qmax)
+        cc = dict(x=x, w=w, stride=(sh, sw), pad=pad, dm=1, in_zp=in_zp, out_zp=out_zp, qmin=qmin, qmax=qmax)
+        p = _conv_params(cc, y)
+        assert KL.dw_packed(p)
+        got = _call_conv(lib, "tkws_dw_s8_fast", p, x, w, bias, mult, shift)
+        np.testing.assert_array_equal(got, y, err_msg=str(p))
