@@ -118,20 +118,26 @@ void tkws_pw_s8_fast_wide(TKWS_CONV_ARGS)
         for (int32_t oc = 0; oc < oc_n; oc += 4) {
             int32_t a0 = bias[oc], b0 = bias[oc + 1], c0 = bias[oc + 2], d0 = bias[oc + 3];
             int32_t a1 = a0, b1 = b0, c1 = c0, d1 = d0;
-            for (const int32_t *q = x; q < x_end; q += 2) {
-                const int32_t u = q[0], v = q[1];
-                int32_t t = *wp++;
-                a0 = tkws_smlad(u, t, a0);
-                a1 = tkws_smlad(v, t, a1);
-                t = *wp++;
-                b0 = tkws_smlad(u, t, b0);
-                b1 = tkws_smlad(v, t, b1);
-                t = *wp++;
-                c0 = tkws_smlad(u, t, c0);
-                c1 = tkws_smlad(v, t, c1);
-                t = *wp++;
-                d0 = tkws_smlad(u, t, d0);
-                d1 = tkws_smlad(v, t, d1);
+            for (const int32_t *q = x; q < x_end; q += 4, wp += 8) {  /* 2 pairs per pass (in_c % 4 == 0) */
+                int32_t u = q[0], v = q[1];
+                a0 = tkws_smlad(u, wp[0], a0);
+                a1 = tkws_smlad(v, wp[0], a1);
+                b0 = tkws_smlad(u, wp[1], b0);
+                b1 = tkws_smlad(v, wp[1], b1);
+                c0 = tkws_smlad(u, wp[2], c0);
+                c1 = tkws_smlad(v, wp[2], c1);
+                d0 = tkws_smlad(u, wp[3], d0);
+                d1 = tkws_smlad(v, wp[3], d1);
+                u = q[2];
+                v = q[3];
+                a0 = tkws_smlad(u, wp[4], a0);
+                a1 = tkws_smlad(v, wp[4], a1);
+                b0 = tkws_smlad(u, wp[5], b0);
+                b1 = tkws_smlad(v, wp[5], b1);
+                c0 = tkws_smlad(u, wp[6], c0);
+                c1 = tkws_smlad(v, wp[6], c1);
+                d0 = tkws_smlad(u, wp[7], d0);
+                d1 = tkws_smlad(v, wp[7], d1);
             }
             PW_OUT(o0, oc, a0);
             PW_OUT(o0, oc + 1, b0);
