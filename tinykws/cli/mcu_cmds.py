@@ -1,0 +1,73 @@
+"""CLI command of the MCU cost stage: `tinykws bench-mcu` (a model on an emulated Cortex-M7)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _emit_json(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def format_bench(d: dict) -> str:
+    """The bench-mcu result as printable text: one row per layer, then the totals."""
+    lines = [f"{d['model']}: kernels {d['kernels']}" + (f", loop order {d['loop_order']}" if d["loop_order"] else "")
+             + f", -{d['opt']}{'' if d['dsp'] else ' (no DSP)'}, {d['inputs']} inputs, "
+             + ("bit-exact with the integer reference" if d["bit_exact"] else "NOT bit-exact with the integer reference"),
+             f"{'layer':<14} {'kernel':<32} {'MACs':>10} {'instructions':>13} {'per MAC':>8}"]
+    for l in d["layers"]:
+        n = l["instructions"]
+        lines.append(f"{l['name'] or l['op']:<14} {l['kernel'] or '':<32} {l['macs']:>10,} "
+                     f"{(f'{n:,}' if n is not None else '-'):>13} {l['instructions_per_mac'] or '':>8}")
+    f, r = d["flash"], d["ram"]
+    lines += [f"instructions {d['instructions']:,} ({d['instructions_per_mac']} per MAC, {d['macs']:,} MACs)",
+              f"flash {d['flash_bytes']:,} B (model {f['model']:,}, kernels {f['kernels']:,}, other {f['other']:,})",
+              f"RAM {d['ram_bytes']:,} B (arena {r['arena']:,}, stack {r['stack']:,}, other {r['other']:,})",
+              f"{d['est_ms']} ms at {d['clock_mhz']:g} MHz ({d['est_note']})"]
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this stage's command to the `tinykws` app."""
+
+    @app.command("bench-mcu")
+    def bench_mcu_cmd(
+        model: str = typer.Argument(..., help="shipped model name (dscnn-kws, nas-kws), a model file or an int8 .tflite"),
+        kernels: str = typer.Option("fast", help="ref | fast | cmsis-nn"),
+        loop_order: str = typer.Option("input", help="input | weight (tinykws kernels)"),
+        opt: str = typer.Option("O2", help="O2 | Os | O3"),
+        no_dsp: bool = typer.Option(False, "--no-dsp", help="build without the DSP source paths (-U__ARM_FEATURE_DSP)"),
+        clock_mhz: float = typer.Option(216.0, help="clock for the ms estimate"),
+        cmsis_nn: Optional[Path] = typer.Option(None, "--cmsis-nn", help="CMSIS-NN source folder (--kernels cmsis-nn; "
+                                                                           "default: $CMSIS_NN_DIR)"),
+        data: Optional[Path] = typer.Option(None, help="run the test split's clips of this data set (default: the "
+                                                       "quantized zero input and random inputs)"),
+        clips: int = typer.Option(3, help="clips to run with --data"),
+        calib_clips: int = typer.Option(400, help="training clips to calibrate a float model on"),
+        as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    ):
+        """Instructions (total, per layer, per MAC), flash, RAM and stack of a model on an emulated Cortex-M7."""
+        from ..deploy import load_int_model
+        from ..deploy.mcu import bench_m7, clip_inputs, default_inputs
+
+        log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False, markup=False))
+        cmsis = cmsis_nn or (Path(os.environ["CMSIS_NN_DIR"]) if os.environ.get("CMSIS_NN_DIR") else None)
+        im = load_int_model(model, data, calib_clips=calib_clips, log=log)
+        x = clip_inputs(im, data, clips) if data else default_inputs(im)
+        d = bench_m7(im, kernels, loop_order, opt, dsp=not no_dsp, inputs=x, cmsis_dir=cmsis,
+                     clock_mhz=clock_mhz, model=model)
+        if as_json:
+            _emit_json(d)
+        else:
+            typer.echo(format_bench(d))
+        if not d["bit_exact"]:
+            raise typer.Exit(1)

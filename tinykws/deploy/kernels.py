@@ -1,0 +1,230 @@
+"""The C kernel library (`tinykws/deploy/csrc`) described for the generator: for each op family and
+its params, which C function runs it, how its weights are laid out, how much scratch it needs, and
+whether its bias has the input offset folded in.
+
+    v = select("conv", params, kernels="fast", loop_order="input")
+    v.name                        # "tkws_pw_s8_fast" for a 1x1 conv without padding
+    w_c, ctype = v.pack(w, params)
+    bias_c = v.fold_bias(bias, w, params["in_offset"]) if v.folds_input_offset else bias
+    v.scratch_bytes(params)       # bytes of arena the call needs as `scratch`
+
+Params are the dicts of the C params structs (`tkws_conv_params`, `tkws_fc_params`, ...), field
+names as in `tkws_nn.h`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+OP_KINDS = ("conv", "depthwise", "fc", "avgpool", "maxpool", "add", "softmax")
+POINTWISE = ("int8", "wide")
+
+
+class KernelError(ValueError):
+    """No kernel variant for the op and options asked for."""
+
+
+def _zero(_params) -> int:
+    return 0
+
+
+def _as_int8(w, _params):
+    return np.ascontiguousarray(np.asarray(w, np.int8)).reshape(-1), "int8_t"
+
+
+@dataclass(frozen=True)
+class KernelVariant:
+    name: str  # the C function
+    op: str  # op family: conv, depthwise, fc, avgpool, maxpool, add, softmax
+    loop_order: str  # input | weight
+    folds_input_offset: bool = False  # bias' = bias + in_offset * sum(w) (fold_bias computes it)
+    in_place: bool = False  # the output may be written over the (first) input
+    scratch: Callable[[dict], int] = _zero
+    packer: Callable = _as_int8  # (w, params) -> (flat array, C element type)
+    weight_ctype: str = "int8_t"
+
+    def scratch_bytes(self, params: dict) -> int:
+        """Bytes of scratch the call needs (0: the call gets NULL)."""
+        return int(self.scratch(params))
+
+    def pack_weights(self, w: np.ndarray, params: dict):
+        """The weight array as this variant reads it: (flat numpy array, C element type)."""
+        return self.packer(np.asarray(w), params)
+
+    pack = pack_weights
+
+    def fold_bias(self, bias, w, in_offset: int) -> np.ndarray:
+        """bias + in_offset * (sum of each output channel's weights), int32 (wrapping as the C int32 sum does)."""
+        w = np.asarray(w, np.int64)
+        sums = w.reshape(-1, w.shape[-1]).sum(axis=0) if self.op == "depthwise" else w.reshape(w.shape[0], -1).sum(axis=1)
+        b = np.zeros(len(sums), np.int64) if bias is None else np.asarray(bias, np.int64)
+        v = b + int(in_offset) * sums
+        return (((v + 2**31) & 0xFFFFFFFF) - 2**31).astype(np.int32)
+
+    @property
+    def supports_in_place(self) -> bool:
+        return self.in_place
+
+
+def supports_in_place(variant: KernelVariant, params: dict) -> bool:
+    """Whether `variant` may write its output over its input (the memory planner may share them)."""
+    return bool(variant.in_place)
+
+
+# ---------------------------------------------------------------------------- weight packers
+
+def pair_order(n: int) -> np.ndarray:
+    """The order SXTB16 widens a row in: each full group of 4 as 0, 2, 1, 3; the tail as is
+    (TKWS_PAIR_ORDER in tkws_support.h)."""
+    j = np.arange(n)
+    n4 = n & ~3
+    return np.where(j < n4, (j & ~3) | ((j & 1) << 1) | ((j >> 1) & 1), j)
+
+
+def pack_pointwise_wide(w, params):
+    """tkws_pw_s8_fast_wide: weights [out_c][in_c] as int16 pairs in the widened row's order,
+    4 output channels' pairs one after another: [out_c/4][in_c/2][4][2]."""
+    w = np.asarray(w, np.int16)
+    oc = w.shape[0]
+    w = w.reshape(oc, -1)
+    ic = w.shape[1]
+    w = w[:, pair_order(ic)]
+    return np.ascontiguousarray(w.reshape(oc // 4, 4, ic // 2, 2).transpose(0, 2, 1, 3)).reshape(-1), "int16_t"
+
+
+def pack_conv_fast(w, params):
+    """tkws_conv_s8_fast: the OHWI int8 weights reordered (same bytes, no extra flash), k = k_h*k_w*in_c,
+    k4 = k & ~3, oc4 = out_c & ~3: block A [oc4/4][k4/4][4 channels][4 bytes], block B the k % 4 tails
+    [oc4][k - k4], block C the last out_c % 4 rows whole."""
+    w = np.asarray(w, np.int8)
+    oc = w.shape[0]
+    w = w.reshape(oc, -1)
+    k = w.shape[1]
+    k4, oc4 = k & ~3, oc & ~3
+    a = w[:oc4, :k4].reshape(oc4 // 4, 4, k4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
+    return np.concatenate([a, w[:oc4, k4:].reshape(-1), w[oc4:].reshape(-1)]).astype(np.int8), "int8_t"
+
+
+def dw_packed(params) -> bool:
+    """tkws_dw_s8_fast's 3x3 path (C multiple of 4) reads its weights packed (pack_dw_fast)."""
+    return params["k_h"] == 3 and params["k_w"] == 3 and params["out_c"] % 4 == 0
+
+
+def pack_dw_fast(w, params):
+    """tkws_dw_s8_fast: 3x3 weights [1][3][3][C] as [C/4][9 taps][4 channels] (same bytes, no extra
+    flash), so one channel group's 9 weight words are consecutive; other shapes as stored."""
+    w = np.asarray(w, np.int8)
+    if not dw_packed(params):
+        return np.ascontiguousarray(w).reshape(-1), "int8_t"
+    c = w.shape[-1]
+    return np.ascontiguousarray(w.reshape(9, c // 4, 4).transpose(1, 0, 2)).reshape(-1), "int8_t"
+
+
+# ---------------------------------------------------------------------------- scratch sizes
+
+def _round4(n: int) -> int:
+    return (int(n) + 3) & ~3
+
+
+def _plane_i32(p):
+    return 4 * p["out_h"] * p["out_w"]
+
+
+def _cols2_i16(p):  # two int16 columns of k (rounded up to even), one int8 column
+    k = p["k_h"] * p["k_w"] * p["in_c"]
+    return 2 * 2 * ((k + 1) & ~1) + _round4(k)
+
+
+def _col_i16(p):
+    return _round4(2 * p["k_h"] * p["k_w"] * p["in_c"])
+
+
+def _pw_pixels(p):
+    return 2 * 2 * ((p["in_c"] + 1) & ~1)
+
+
+def _fc_in_i16(p):
+    return _round4(2 * p["in_n"])
+
+
+def _fc_out_i32(p):
+    return 4 * p["out_n"]
+
+
+# ---------------------------------------------------------------------------- the variants
+
+def _v(name, op, order, **kw) -> KernelVariant:
+    return KernelVariant(name, op, order, **kw)
+
+
+VARIANTS: dict[str, KernelVariant] = {v.name: v for v in [
+    _v("tkws_conv_s8_ref", "conv", "input"),
+    _v("tkws_conv_s8_ref_wo", "conv", "weight", scratch=_plane_i32),
+    _v("tkws_conv_s8_fast", "conv", "input", folds_input_offset=True, scratch=_cols2_i16, packer=pack_conv_fast),
+    _v("tkws_conv_s8_fast_wo", "conv", "weight", folds_input_offset=True, scratch=_plane_i32),
+    _v("tkws_pw_s8_fast", "conv", "input", folds_input_offset=True, scratch=_pw_pixels),
+    _v("tkws_pw_s8_fast_wide", "conv", "input", folds_input_offset=True, scratch=_pw_pixels,
+       packer=pack_pointwise_wide, weight_ctype="int16_t"),
+    _v("tkws_dw_s8_ref", "depthwise", "input"),
+    _v("tkws_dw_s8_ref_wo", "depthwise", "weight", scratch=_plane_i32),
+    _v("tkws_dw_s8_fast", "depthwise", "input", folds_input_offset=True, packer=pack_dw_fast),
+    _v("tkws_fc_s8_ref", "fc", "input"),
+    _v("tkws_fc_s8_ref_wo", "fc", "weight", scratch=_fc_out_i32),
+    _v("tkws_fc_s8_fast", "fc", "input", folds_input_offset=True, scratch=_fc_in_i16),
+    _v("tkws_fc_s8_fast_wo", "fc", "weight", folds_input_offset=True, scratch=_fc_out_i32),
+    _v("tkws_avgpool_s8_ref", "avgpool", "input"),
+    _v("tkws_maxpool_s8_ref", "maxpool", "input"),
+    _v("tkws_add_s8_ref", "add", "input", in_place=True),
+    _v("tkws_softmax_s8_ref", "softmax", "input", in_place=True),
+]}
+
+
+def is_pointwise(p: dict) -> bool:
+    """A 1x1 conv without padding (any stride): the no-im2col path applies."""
+    return p["k_h"] == 1 and p["k_w"] == 1 and p.get("pad_top", 0) == 0 and p.get("pad_left", 0) == 0
+
+
+def select(op_kind: str, params: dict, kernels: str = "ref", loop_order: str = "input",
+           pointwise: str = "wide") -> KernelVariant:
+    """The kernel variant for an op family and its params.
+
+    kernels: ref (plain C, TFLite Micro's arithmetic as written) | fast (bias folding, SIMD with
+    the DSP extension, no-im2col pointwise); loop_order: input | weight (weight-prioritized, int32
+    accumulators in scratch; ops without such a variant keep the input order). pointwise: wide
+    (int16 weights, 2x their flash, fewer instructions) | int8 (weights as stored)."""
+    if op_kind not in OP_KINDS:
+        raise KernelError(f"op {op_kind!r}: the kernel library has {', '.join(OP_KINDS)}")
+    if kernels not in ("ref", "fast"):
+        raise KernelError(f"kernels {kernels!r}: use ref or fast")
+    if loop_order not in ("input", "weight"):
+        raise KernelError(f"loop order {loop_order!r}: use input or weight")
+    if pointwise not in POINTWISE:
+        raise KernelError(f"pointwise {pointwise!r}: use {' or '.join(POINTWISE)}")
+    wo = loop_order == "weight"
+    if op_kind == "conv":
+        if kernels == "ref":
+            return VARIANTS["tkws_conv_s8_ref_wo" if wo else "tkws_conv_s8_ref"]
+        if wo:
+            return VARIANTS["tkws_conv_s8_fast_wo"]
+        if is_pointwise(params):
+            if pointwise == "wide" and params["in_c"] % 4 == 0 and params["out_c"] % 4 == 0:
+                return VARIANTS["tkws_pw_s8_fast_wide"]
+            return VARIANTS["tkws_pw_s8_fast"]
+        return VARIANTS["tkws_conv_s8_fast"]
+    if op_kind == "depthwise":
+        if wo:
+            return VARIANTS["tkws_dw_s8_ref_wo"]
+        dm = params.get("depth_multiplier", 1)
+        return VARIANTS["tkws_dw_s8_fast" if kernels == "fast" and dm == 1 else "tkws_dw_s8_ref"]
+    if op_kind == "fc":
+        return VARIANTS[f"tkws_fc_s8_{kernels}{'_wo' if wo else ''}"]
+    return VARIANTS[f"tkws_{op_kind}_s8_ref"]
+
+
+def sources() -> list[Path]:
+    """The library's C and header files."""
+    return sorted(p for p in CSRC.iterdir() if p.suffix in (".c", ".h"))
