@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinykws.deploy import load_int_model  # noqa: E402
+from tinykws.recipes import load_int_model  # noqa: E402
 from tinykws.deploy.mcu import bench_m7, clip_inputs, default_inputs  # noqa: E402
 
 VARIANTS = [("ref", "input"), ("fast", "input"), ("fast", "weight"), ("cmsis-nn", None)]

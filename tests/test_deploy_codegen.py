@@ -14,7 +14,7 @@ from tinykws.deploy.host import model_defines
 from tinykws.deploy.plan import ARENA
 from tinykws.models import create_model
 from tinykws.quant import IntOp, PTQConfig, QTensor, quantize_, read_tflite, to_integer
-from tinykws.quant.recipes import quantize_model, split_features
+from tinykws.recipes.quantize import quantize_model, split_features
 
 from cli_helpers import last_json
 

@@ -48,7 +48,7 @@ def cmsis_project(mlperf, cmsis_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dscnn_kws(mini_dir):
-    from tinykws.deploy import load_int_model
+    from tinykws.recipes import load_int_model
 
     return load_int_model("dscnn-kws", mini_dir, calib_clips=64)
 

@@ -1,22 +1,15 @@
 """CLI command of the deploy stage: `tinykws deploy` (an int8 model as a C99 project)."""
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-err = Console(stderr=True, soft_wrap=True)
+from .options import Json, Overwrite, emit_json, err
+
 KERNELS = ("ref", "fast", "cmsis-nn")
 LOOP_ORDERS = ("input", "weight")
-
-
-def _emit_json(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
 
 
 def register(app: typer.Typer) -> None:
@@ -38,14 +31,15 @@ def register(app: typer.Typer) -> None:
         ram_kb: Optional[float] = typer.Option(None, help="RAM budget (kB, 1000 bytes): fail if the model needs more"),
         check: int = typer.Option(16, help="random inputs to run the host build on against the integer reference "
                                            "(0: do not build on the host)"),
-        overwrite: bool = typer.Option(False, help="replace --out if tinykws wrote it"),
-        as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+        overwrite: Overwrite = False,
+        as_json: Json = False,
     ):
         """Generate a C99 project (model.c/.h, kernels, Makefile) from an int8 model; print its memory plan."""
         import numpy as np
 
-        from ..deploy import DeployError, generate, load_int_model, prepare_out_dir, run_host
-        from ..deploy.codegen import flash_ram
+        from ..deploy import DeployError, generate, prepare_out_dir, run_host
+        from ..recipes import load_int_model
+        from ..deploy.mcu import flash_ram
 
         if source and model:
             raise DeployError("give the model once: as an argument or with --model, not both")
@@ -90,7 +84,7 @@ def register(app: typer.Typer) -> None:
             over.append(f"RAM {size['ram_bytes']:,} bytes > --ram-kb {ram_kb:g} ({ram_kb * 1000:,.0f} bytes)")
         info["fits"] = not over
         if as_json:
-            _emit_json(info)
+            emit_json(info)
         else:
             err.print(f"C project in [bold]{out}[/bold]: {info['layers']} layers, {info['macs']:,} MACs, "
                       f"arena {info['arena_bytes']:,} bytes", highlight=False)

@@ -271,9 +271,11 @@ def main() -> None:
 
 
 def _register_stages() -> None:
-    from . import nas_cmds, quant_cmds
+    from . import deploy_cmds, mcu_cmds, nas_cmds, quant_cmds
 
     quant_cmds.register(app)
+    deploy_cmds.register(app)
+    mcu_cmds.register(app)
     nas_cmds.register(app)
 
 

@@ -1,21 +1,13 @@
 """CLI command of the MCU cost stage: `tinykws bench-mcu` (a model on an emulated Cortex-M7)."""
 from __future__ import annotations
 
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-err = Console(stderr=True, soft_wrap=True)
-
-
-def _emit_json(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+from .options import Json, emit_json, err
 
 
 def format_bench(d: dict) -> str:
@@ -53,10 +45,10 @@ def register(app: typer.Typer) -> None:
                                                        "quantized zero input and random inputs)"),
         clips: int = typer.Option(3, help="clips to run with --data"),
         calib_clips: int = typer.Option(400, help="training clips to calibrate a float model on"),
-        as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+        as_json: Json = False,
     ):
         """Instructions (total, per layer, per MAC), flash, RAM and stack of a model on an emulated Cortex-M7."""
-        from ..deploy import load_int_model
+        from ..recipes import load_int_model
         from ..deploy.mcu import bench_m7, clip_inputs, default_inputs
 
         log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False, markup=False))
@@ -66,7 +58,7 @@ def register(app: typer.Typer) -> None:
         d = bench_m7(im, kernels, loop_order, opt, dsp=not no_dsp, inputs=x, cmsis_dir=cmsis,
                      clock_mhz=clock_mhz, model=model)
         if as_json:
-            _emit_json(d)
+            emit_json(d)
         else:
             typer.echo(format_bench(d))
         if not d["bit_exact"]:

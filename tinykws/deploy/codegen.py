@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..outputs import MARKER, check_output_dir, prepare_output_dir
 from . import DeployError
 from .ops import CArray, Layer, build_layers
 from .plan import ARENA, INPUT, OUTPUT, MemoryPlan, plan_memory
 
-MARKER = ".tinykws"
 CSRC = Path(__file__).resolve().parent / "csrc"
 M7_FLAGS = "-mcpu=cortex-m7 -mfpu=fpv5-d16 -mfloat-abi=hard -mthumb"
 
@@ -44,23 +44,14 @@ class GeneratedModel:
 
 # ---------------------------------------------------------------------------- output folder
 
-def prepare_out_dir(path: str | Path, overwrite: bool = False, create: bool = True) -> Path:
-    """A folder to write a project into: new or empty; with overwrite, a folder tinykws wrote
-    (it holds the `.tinykws` marker) is replaced. Never touches anything else."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"{path}: exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{path}: not empty; pass --overwrite to replace a folder tinykws wrote")
-        if not (path / MARKER).is_file():
-            raise FileExistsError(f"{path}: not a folder tinykws wrote (no {MARKER} marker); refusing to replace it")
-        if create:
-            shutil.rmtree(path)
-    if create:
-        path.mkdir(parents=True, exist_ok=True)
-        (path / MARKER).write_text("written by tinykws deploy; `--overwrite` may replace this folder\n")
-    return path
+def prepare_out_dir(path: str | Path, overwrite: bool = False, create: bool = True, inputs=()) -> Path:
+    """A folder to write a project into, by the rules of `tinykws.outputs`: new or empty; with
+    overwrite, a folder tinykws wrote (its `.tinykws` marker) is replaced; never the current folder,
+    its parents, home or an input. create=False only checks."""
+    if not create:
+        check_output_dir(path, overwrite, inputs)
+        return Path(path)
+    return prepare_output_dir(path, overwrite, inputs)
 
 
 # ---------------------------------------------------------------------------- C text helpers
@@ -378,36 +369,3 @@ library with arm-none-eabi-gcc. `OPT=-Os` (default `-O2`) changes the optimizati
 
 
 # ---------------------------------------------------------------------------- sizes
-
-def flash_ram(project_dir: str | Path, gen: GeneratedModel, im=None, opt: str = "O2") -> dict:
-    """Flash and RAM of a generated project. Measured where the Cortex-M7 toolchain and the emulator
-    are there (`tinykws.deploy.mcu`: an -O2 firmware linked with --gc-sections, flash = model +
-    kernels, RAM = arena + stack high-water mark + static data, one input run on the emulated M7);
-    else estimated: flash = the emitted constant arrays (kernel code not counted), RAM = the arena."""
-    from .mcu import McuError, build_m7, run_m7
-
-    try:
-        elf = build_m7(project_dir, opt=opt, profile=False)
-        x = np.zeros((1, *im.tensors[im.input].shape[1:]), np.int8) if im is not None else None
-        r = run_m7(elf, x) if x is not None else None
-    except McuError as exc:
-        const = getattr(gen, "const_bytes", 0)
-        return {"flash_bytes": const, "flash_model_bytes": const, "flash_kernel_bytes": None,
-                "ram_bytes": gen.plan.arena_bytes,
-                "flash_source": f"estimate: the emitted constant arrays only, kernel code not counted ({exc})",
-                "ram_source": "estimate: the activation arena only"}
-    if r is None:
-        from .mcu import sizes
-
-        sz = sizes(elf)
-        flash, ram, stack = sz["flash"], gen.plan.arena_bytes, None
-    else:
-        flash, ram, stack = r.flash, r.ram_bytes, r.stack_bytes
-    model, kern = int(flash["model"]), int(flash["kernels"])
-    return {"flash_bytes": model + kern, "flash_model_bytes": model, "flash_kernel_bytes": kern,
-            "flash_other_bytes": int(flash.get("other", 0)), "ram_bytes": int(ram), "stack_bytes": stack,
-            "flash_source": f"measured: Cortex-M7 -{opt} build (arm-none-eabi-gcc), model {model:,} + kernels "
-                            f"{kern:,} bytes; start-up and libc of the test firmware ({int(flash.get('other', 0)):,}) "
-                            f"not counted",
-            "ram_source": "measured on the emulated Cortex-M7: arena + stack high-water mark + static data"
-                          if r is not None else "the activation arena (stack not measured)"}

@@ -71,7 +71,14 @@ class KernelVariant:
 
 
 def supports_in_place(variant: KernelVariant, params: dict) -> bool:
-    """Whether `variant` may write its output over its input (the memory planner may share them)."""
+    """Whether `variant` may write its output over its input (the memory planner may share them).
+
+    The fast pointwise kernels widen both pixels of a pass into scratch before writing them, so
+    with stride 1, out_c <= in_c and whole groups of 4 input channels (no raw tail reads) the
+    outputs of pixels k, k+1 end before pixel k+2's input begins."""
+    if variant.name in ("tkws_pw_s8_fast", "tkws_pw_s8_fast_wide"):
+        return (params.get("stride_h") == params.get("stride_w") == 1 and params["out_c"] <= params["in_c"]
+                and params["in_c"] % 4 == 0)
     return bool(variant.in_place)
 
 

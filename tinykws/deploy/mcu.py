@@ -359,16 +359,14 @@ def default_inputs(im, n_random: int = 2, seed: int = 0) -> np.ndarray:
 
 def clip_inputs(im, data_dir: str | Path, n: int = 3, split: str = "testing", seed: int = 0) -> np.ndarray:
     """int8 inputs from `n` clips of a data set split, with the model's front end (MLPerf's if unknown)."""
-    from types import SimpleNamespace
-
     from ..audio import FrontendConfig, get_preset
     from ..data.speech_commands import KEYWORDS_10, SILENCE, UNKNOWN
-    from ..quant.recipes import split_features
+    from ..train.evaluate import split_features
 
     fe = im.meta.get("frontend")
     fe = get_preset(fe) if isinstance(fe, str) else FrontendConfig.from_dict(fe) if fe else get_preset("mlperf")
     labels = im.meta.get("labels") or [SILENCE, UNKNOWN, *KEYWORDS_10]
-    feats, _ = split_features(SimpleNamespace(labels=list(labels), frontend=fe), data_dir, split, limit=n, seed=seed)
+    feats, _ = split_features(data_dir, split, list(labels), fe, limit=n, seed=seed)
     return im.quantize_input(np.asarray(feats))
 
 
@@ -400,3 +398,33 @@ def bench_m7(im, kernels: str = "fast", loop_order: str = "input", opt: str = "O
             "arena_bytes": r.ram["arena"], "stack_bytes": r.stack_bytes,
             "est_ms": round(r.instructions / (clock_mhz * 1e3), 2), "clock_mhz": clock_mhz, "est_note": EST_NOTE,
             "counting": r.counting, "layers": out_layers}
+
+
+def flash_ram(project_dir: str | Path, gen, im=None, opt: str = "O2") -> dict:
+    """Flash and RAM of a generated project. Measured where the Cortex-M7 toolchain and the emulator
+    are there (`tinykws.deploy.mcu`: an -O2 firmware linked with --gc-sections, flash = model +
+    kernels, RAM = arena + stack high-water mark + static data, one input run on the emulated M7);
+    else estimated: flash = the emitted constant arrays (kernel code not counted), RAM = the arena."""
+    try:
+        elf = build_m7(project_dir, opt=opt, profile=False)
+        x = np.zeros((1, *im.tensors[im.input].shape[1:]), np.int8) if im is not None else None
+        r = run_m7(elf, x) if x is not None else None
+    except McuError as exc:
+        const = getattr(gen, "const_bytes", 0)
+        return {"flash_bytes": const, "flash_model_bytes": const, "flash_kernel_bytes": None,
+                "ram_bytes": gen.plan.arena_bytes,
+                "flash_source": f"estimate: the emitted constant arrays only, kernel code not counted ({exc})",
+                "ram_source": "estimate: the activation arena only"}
+    if r is None:
+        sz = sizes(elf)
+        flash, ram, stack = sz["flash"], gen.plan.arena_bytes, None
+    else:
+        flash, ram, stack = r.flash, r.ram_bytes, r.stack_bytes
+    model, kern = int(flash["model"]), int(flash["kernels"])
+    return {"flash_bytes": model + kern, "flash_model_bytes": model, "flash_kernel_bytes": kern,
+            "flash_other_bytes": int(flash.get("other", 0)), "ram_bytes": int(ram), "stack_bytes": stack,
+            "flash_source": f"measured: Cortex-M7 -{opt} build (arm-none-eabi-gcc), model {model:,} + kernels "
+                            f"{kern:,} bytes; start-up and libc of the test firmware ({int(flash.get('other', 0)):,}) "
+                            f"not counted",
+            "ram_source": "measured on the emulated Cortex-M7: arena + stack high-water mark + static data"
+                          if r is not None else "the activation arena (stack not measured)"}

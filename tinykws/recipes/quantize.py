@@ -18,8 +18,10 @@ from ..checks import check_value
 from ..quant.config import LearnedBitsConfig, PTQConfig, QuantConfig, config_to_dict, preset
 from ..quant.graph import QuantizationError
 from ..quant.integer import IntModel, to_integer
+from ..quant.tflite import read_tflite
 from ..quant.quantize import bit_penalty, bit_stats, freeze_bits, meet_bit_targets, quantize_
 from ..train import evaluate
+from ..train.checkpoint import load_model
 from ..train.evaluate import predict_logits
 
 CALIB_CLIPS = 400
@@ -181,3 +183,21 @@ def int8_summary(model_path, data_dir, calib_clips: int = CALIB_CLIPS) -> dict:
     size = im.summary()
     return {"method": "ptq8", "test_accuracy": acc, "weight_bytes": size["weight_bytes"], "bias_bytes": size["bias_bytes"],
             "tflite_bytes": len(to_tflite_bytes(im)), "calib_clips": calib_clips, "n_test": len(labels)}
+
+
+def load_int_model(source: str | Path | None = None, data: str | Path | None = None, calib_clips: int = 400,
+                   log=lambda *a: None):
+    """An IntModel from an int8 .tflite, a quantized tinykws model file, or a float model file / shipped
+    name (None: the shipped default), which gets PTQ int8 calibrated on `data` (default: the data set
+    it was trained on)."""
+    if source is not None and str(source).endswith(".tflite"):
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"{source}: no such .tflite file")
+        return read_tflite(source)
+    net, bundle = load_model(source)
+    if not bundle.quant:
+        log(f"{source or 'dscnn-kws'}: float model; post-training int8 quantization ({calib_clips} calibration clips)")
+        bundle = quantize_model(source, "ptq8", data, calib_clips=calib_clips, log=log)
+        net = bundle.build()
+    return to_integer(net, meta={"labels": bundle.labels, "frontend": bundle.frontend.to_dict(), "arch": bundle.arch,
+                                 "quant": bundle.quant, "name": bundle.name or str(source)})
