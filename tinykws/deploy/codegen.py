@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..outputs import MARKER, check_output_dir, prepare_output_dir
+from ..outputs import check_output_dir, prepare_output_dir
 from . import DeployError
 from .ops import CArray, Layer, build_layers
 from .plan import ARENA, INPUT, OUTPUT, MemoryPlan, plan_memory
