@@ -21,5 +21,11 @@ def test_demo_on_synthetic_speech(tmp_path):
     assert 0 < nas["macs"] <= 2.0e6 and nas["test_n"] == saved["test"]["n"] and nas["arch"].startswith("w0.5-")
     report = (out / "report.md").read_text()
     assert "SYNTHETIC" in report and nas["arch"] in report
+    # the model is deployed: C project in c/, measured on the emulated Cortex-M7, bit-exact
+    mcu = saved["mcu"]
+    assert (out / "c" / "model.c").is_file() and (out / "c" / "Makefile").is_file()
+    assert mcu["bit_exact"] and mcu["macs"] == 2_656_768 and mcu["instructions"] > mcu["macs"]
+    assert mcu["flash_bytes"] > 22_000 and mcu["arena_bytes"] <= 16_000 and mcu["ram_bytes"] > mcu["arena_bytes"]
+    assert f"{mcu['instructions'] / 1e6:.2f} M instructions" in report
     with pytest.raises(FileExistsError, match="--overwrite"):
         run_demo(out=out, epochs=1, progress=False, log=lambda *_: None, synth=synth)

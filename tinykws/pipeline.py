@@ -1,4 +1,5 @@
-"""The main job: data -> train -> evaluate -> int8 -> a short architecture search, in one report folder."""
+"""The main job: data -> train -> evaluate -> int8 -> C for a Cortex-M7 (emulated cost) -> a short
+architecture search, in one report folder."""
 from __future__ import annotations
 
 import json
@@ -19,7 +20,8 @@ def run_demo(data: str | Path | None = None, out: str | Path = "tinykws-demo", e
     `search_train_epochs` and tested, next to the DS-CNN.
 
     Writes to `out`: metrics.json, report.md, confusion.png, model.pt, run/ (checkpoints, metrics.jsonl),
-    nas/ (the search, its trained model, report.md) and, for synthetic data, data/.
+    c/ (the int8 model as a C99 project), nas/ (the search, its trained model, report.md) and, for
+    synthetic data, data/.
     """
     out = Path(out)
     # every input is checked before the report folder is touched
@@ -47,9 +49,12 @@ def run_demo(data: str | Path | None = None, out: str | Path = "tinykws-demo", e
     test, _ = evaluate_dir(out / "model.pt", data, "testing")
     plot_confusion(test, out / "confusion.png")
     cost = count_cost(bundle.build()).to_dict()
-    from .recipes.quantize import int8_summary
+    from .recipes.quantize import int8_summary, load_int_model
 
-    int8 = int8_summary(out / "model.pt", data)  # post-training int8, run by the integer reference
+    im = load_int_model(out / "model.pt", data)  # post-training int8
+    int8 = int8_summary(out / "model.pt", data, im=im)  # run by the integer reference
+    log("generating C and measuring it on the emulated Cortex-M7 ...")
+    mcu = deploy_summary(im, data, out / "c")
     nas = None
     if search_epochs > 0:
         from .nas.search import short_search_demo
@@ -60,7 +65,7 @@ def run_demo(data: str | Path | None = None, out: str | Path = "tinykws-demo", e
     report = {"data": str(data), "synthetic": synthetic, "model": model, "epochs": epochs,
               "val_accuracy": bundle.metrics["val_acc"], "test": test.to_dict(),
               "cost": {k: cost[k] for k in ("params", "macs", "weight_bytes", "peak_activation_bytes")},
-              "int8": int8, "nas": nas, "search_train_epochs": search_train_epochs if nas else None, "seconds": round(time.time() - t0, 1)}
+              "int8": int8, "mcu": mcu, "nas": nas, "search_train_epochs": search_train_epochs if nas else None, "seconds": round(time.time() - t0, 1)}
     nas_md = "" if nas is None else (
         f"## Short architecture search\n\nDerived architecture `{nas['arch']}` (MBConv space, width 0.5): "
         f"{nas['macs'] / 1e6:.3f} M MACs, {nas['params']:,} parameters; test accuracy {100 * nas['test_acc']:.2f}% "
@@ -79,7 +84,37 @@ def run_demo(data: str | Path | None = None, out: str | Path = "tinykws-demo", e
         f"Validation accuracy (best epoch): {100 * bundle.metrics['val_acc']:.2f}%\n\n"
         f"Quantized (int8 post-training, integer reference): test accuracy {100 * int8['test_accuracy']:.2f}%, "
         f"{int8['weight_bytes'] / 1024:.1f} KiB int8 weights + {int8['bias_bytes'] / 1024:.1f} KiB int32 biases, "
-        f".tflite {int8['tflite_bytes'] / 1024:.1f} KiB\n\n"
+        f".tflite {int8['tflite_bytes'] / 1024:.1f} KiB\n\n{mcu_markdown(mcu)}"
         f"```\n{format_result(test)}\n```\n\n![confusion](confusion.png)\n\n{nas_md}Time: {report['seconds']} s\n")
     log(format_result(test))
     return report
+
+
+def deploy_summary(im, data, c_dir: Path, clips: int = 2) -> dict:
+    """The int8 model as a C project in `c_dir` (tinykws fast kernels), and its cost on the emulated
+    Cortex-M7 (-O2) on a few test clips; a missing Arm toolchain or emulator is recorded, not fatal."""
+    from .deploy import generate
+    from .deploy.mcu import McuError, bench_m7, clip_inputs
+
+    gen = generate(im, c_dir, kernels="fast")
+    try:
+        r = bench_m7(im, kernels="fast", inputs=clip_inputs(im, data, n=clips), model="model.pt")
+    except McuError as exc:
+        return {"c_dir": str(c_dir), "arena_bytes": gen.plan.arena_bytes, "skipped": str(exc)}
+    keep = ("kernels", "opt", "inputs", "bit_exact", "instructions", "macs", "instructions_per_mac", "flash_bytes",
+            "flash", "ram_bytes", "arena_bytes", "stack_bytes", "est_ms", "clock_mhz", "est_note", "counting")
+    return {"c_dir": str(c_dir), **{k: r[k] for k in keep}}
+
+
+def mcu_markdown(m: dict) -> str:
+    if "skipped" in m:
+        return (f"Generated C in `c/` (activation arena {m['arena_bytes']:,} bytes); not measured on the emulated "
+                f"Cortex-M7: {m['skipped']}\n\n")
+    return (f"On a Cortex-M7 (generated C in `c/`, tinykws `{m['kernels']}` kernels, arm-none-eabi-gcc -{m['opt']}, "
+            f"emulated): {m['instructions'] / 1e6:.2f} M instructions per inference "
+            f"({m['instructions_per_mac']:.2f} per MAC; about {m['est_ms']:.1f} ms at {m['clock_mhz']:.0f} MHz, "
+            f"an estimate from instruction counts), flash {m['flash_bytes']:,} bytes (model "
+            f"{m['flash']['model']:,} + kernels {m['flash']['kernels']:,}), RAM {m['ram_bytes']:,} bytes (arena "
+            f"{m['arena_bytes']:,} + stack {m['stack_bytes']:,} + other); outputs "
+            f"{'bit-exact with' if m['bit_exact'] else 'DIFFERENT from'} the integer reference on "
+            f"{m['inputs']} test clips\n\n")

@@ -171,18 +171,19 @@ def report_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def int8_summary(model_path, data_dir, calib_clips: int = CALIB_CLIPS) -> dict:
-    """For the main job's report: PTQ int8 test accuracy of the integer reference and its size."""
-    bundle = quantize_model(model_path, "ptq8", data_dir, calib_clips=calib_clips, log=lambda *a: None)
-    net = bundle.build()
-    im: IntModel = to_integer(net, meta={"labels": bundle.labels, "frontend": bundle.frontend.to_dict()})
-    feats, labels = split_features(bundle, data_dir, "testing")
-    acc = float((im.predict(feats.numpy()).argmax(1) == labels).mean())
+def int8_summary(model_path, data_dir, calib_clips: int = CALIB_CLIPS, im: IntModel | None = None) -> dict:
+    """For the main job's report: PTQ int8 test accuracy of the integer reference and its size
+    (`im`: the model's int8 IntModel if already made by `load_int_model`)."""
+    from ..audio import FrontendConfig
     from ..quant.tflite import to_tflite_bytes
 
+    im = im or load_int_model(model_path, data_dir, calib_clips)
+    labels = im.meta["labels"]
+    feats, y = evaluate.split_features(data_dir, "testing", labels, FrontendConfig.from_dict(im.meta["frontend"]))
+    acc = float((im.predict(feats.numpy()).argmax(1) == y).mean())
     size = im.summary()
     return {"method": "ptq8", "test_accuracy": acc, "weight_bytes": size["weight_bytes"], "bias_bytes": size["bias_bytes"],
-            "tflite_bytes": len(to_tflite_bytes(im)), "calib_clips": calib_clips, "n_test": len(labels)}
+            "tflite_bytes": len(to_tflite_bytes(im)), "calib_clips": calib_clips, "n_test": len(y)}
 
 
 def load_int_model(source: str | Path | None = None, data: str | Path | None = None, calib_clips: int = 400,
