@@ -78,10 +78,8 @@ def run_sweep(cfg: SweepConfig, log=print, progress: bool = False, threads: int 
     from optuna.trial import TrialState
 
     from ..audio import build_frontend, get_preset
-    from ..data.clips import load_clips
     from ..data.features import cached_features
-    from ..data.speech_commands import SpeechCommands
-    from ..train.evaluate import task_of
+    from ..train.evaluate import split_features
     from ..outputs import open_report_dir
     from ..train.trainer import load_train_data
 
@@ -110,12 +108,10 @@ def run_sweep(cfg: SweepConfig, log=print, progress: bool = False, threads: int 
     if todo:
         # load the data and features once here, so that the caches are written by one process
         data = load_train_data(trial_config(cfg, todo[0]).train_config(), progress=progress)
-        ds = SpeechCommands.open(cfg.data)
-        test = load_clips(ds, ds.entries("testing", task_of(data.labels), 0.1, 0.1, 0), data.labels, 0)
         for fe in {p["frontend"] for p in todo}:
             fcfg = get_preset(fe)
-            for clips in (data.val, test):
-                cached_features(clips, build_frontend(fcfg), fcfg.key())
+            cached_features(data.val, build_frontend(fcfg), fcfg.key())
+            split_features(cfg.data, "testing", data.labels, fcfg)
         jobs = max(1, min(cfg.jobs, len(todo)))
         if jobs == 1:
             _run_points(cfg, todo, data, log)
