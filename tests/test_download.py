@@ -295,8 +295,15 @@ def test_existing_folder_is_not_overwritten(server, tmp_path):
 
     url = server.add("/sc.tar.gz", GOOD_TAR)
     expected = dataclasses.replace(_archive(GOOD_TAR, url), folder="speech_commands_v0.02")
-    out = download_dataset("v0.02", tmp_path, expected=expected, progress=False, force=True)
-    assert not (out / "mine.txt").exists() and (out / "testing_list.txt").exists()
+    # --force replaces only a folder tinykws extracted: the user's folder stays
+    with pytest.raises(DownloadError, match="not extracted by tinykws"):
+        download_dataset("v0.02", tmp_path, expected=expected, progress=False, force=True)
+    assert (target / "mine.txt").read_text() == "keep"
+    other = tmp_path / "fresh"
+    out = download_dataset("v0.02", other, expected=expected, progress=False)
+    (out / "stale.txt").write_text("left by an earlier extraction")
+    out = download_dataset("v0.02", other, expected=expected, progress=False, force=True)
+    assert not (out / "stale.txt").exists() and (out / "testing_list.txt").exists()
 
 
 def test_verified_archive_is_reused(server, tmp_path):

@@ -29,6 +29,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from ..outputs import MARKER, mark
+
 __all__ = [
     "ARCHIVES",
     "Archive",
@@ -121,8 +123,12 @@ def download_dataset(
 
     dest = Path(dest)
     target = dest / archive.folder
-    if not force and target.is_dir() and any(target.iterdir()):
-        return target
+    if target.is_dir() and any(target.iterdir()):
+        if not force:
+            return target
+        if not (target / MARKER).is_file():  # --force replaces only a folder this code extracted
+            raise DownloadError(f"{target}: not extracted by tinykws (no {MARKER} marker); --force will not "
+                                f"replace it: delete or move it yourself")
     dest.mkdir(parents=True, exist_ok=True)
 
     final = dest / archive.filename
@@ -291,6 +297,7 @@ def _extract(archive_path: Path, target: Path) -> None:
                 tar.extractall(root, members=members, filter="data")
             else:
                 tar.extractall(root, members=members)
+        mark(tmp)
         if target.exists():
             shutil.rmtree(target) if target.is_dir() else target.unlink()
         os.replace(tmp, target)
