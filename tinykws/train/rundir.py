@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from ..outputs import MARKER, atomic_write_text, check_output_dir, clear_dir, mark
@@ -41,7 +40,7 @@ class RunDir:
     def abandon(self) -> None:
         """Remove a run that failed before its first checkpoint (nothing worth resuming)."""
         if self.path.exists() and not self.last.exists() and (self.path / MARKER).is_file():
-            shutil.rmtree(self.path, ignore_errors=True)
+            clear_dir(self.path)
 
     def write_history(self, history: list[dict]) -> None:
         """metrics.jsonl as the checkpoint knows it (drops lines of an epoch that was cut off)."""
