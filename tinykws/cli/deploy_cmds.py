@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .options import Json, Overwrite, emit_json, err
+from .options import calib_clips_option, Json, Overwrite, emit_json, err
 
 KERNELS = ("ref", "fast", "cmsis-nn")
 LOOP_ORDERS = ("input", "weight")
@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         cmsis_nn: Optional[Path] = typer.Option(None, "--cmsis-nn", help="CMSIS-NN source folder (--kernels cmsis-nn)"),
         data: Optional[Path] = typer.Option(None, help="calibration data for PTQ int8 of a float model "
                                                        "(default: the data set it was trained on)"),
-        calib_clips: int = typer.Option(400, help="training clips to calibrate a float model on"),
+        calib_clips: int = calib_clips_option(),
         flash_kb: Optional[float] = typer.Option(None, help="flash budget (kB, 1000 bytes): fail if the model needs more"),
         ram_kb: Optional[float] = typer.Option(None, help="RAM budget (kB, 1000 bytes): fail if the model needs more"),
         check: int = typer.Option(16, help="random inputs to run the host build on against the integer reference "

@@ -10,9 +10,10 @@ from rich.console import Console
 from typing_extensions import Annotated
 
 from ..data.augment import AugmentConfig
+from ..pipeline import run_demo
 from ..train.trainer import TrainConfig
-from .options import (DataDir, Json, ModelRef, Overwrite, check_new_output, config_option, emit_json, err,
-                      given_options)
+from .options import (DataDir, Json, ModelRef, Overwrite, check_new_output, config_option, default_of, emit_json,
+                      err, given_options)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Keyword spotting for microcontrollers.")
 data_app = typer.Typer(no_args_is_help=True, help="Get data: the real data set, or synthetic speech.")
@@ -236,16 +237,16 @@ def models_cmd():
 @app.command("demo")
 def demo_cmd(
     data: Optional[Path] = typer.Option(None, help="a Speech Commands folder; default: generate synthetic speech"),
-    out: Path = typer.Option(Path("tinykws-demo"), help="report folder"),
-    epochs: int = typer.Option(60),
+    out: Path = default_of(run_demo, "out", help="report folder"),
+    epochs: int = default_of(run_demo, "epochs", help="training epochs of the DS-CNN"),
     overwrite: Overwrite = False,
-    search_epochs: int = typer.Option(4, help="epochs of the short architecture search at the end (0: none)"),
-    search_train_epochs: int = typer.Option(10, help="training epochs of the searched model (set it to --epochs "
-                                                     "for a like-for-like comparison with the DS-CNN)"),
+    search_epochs: int = default_of(run_demo, "search_epochs",
+                                    help="epochs of the short architecture search at the end (0: none)"),
+    search_train_epochs: int = default_of(run_demo, "search_train_epochs",
+                                          help="training epochs of the searched model (set it to --epochs for a "
+                                               "like-for-like comparison with the DS-CNN)"),
 ):
-    """The main job: data -> train -> evaluate -> int8 -> short architecture search, with a report folder."""
-    from ..pipeline import run_demo
-
+    """The main job: data -> train -> evaluate -> int8 -> C on a Cortex-M7 -> short search, with a report folder."""
     report = run_demo(data=data, out=out, epochs=epochs, overwrite=overwrite, search_epochs=search_epochs,
                       search_train_epochs=search_train_epochs)
     err.print(f"report in [bold]{out}[/bold]: test accuracy {100 * report['test']['accuracy']:.2f}%")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .options import Json, emit_json, err
+from .options import calib_clips_option, Json, emit_json, err
 
 
 def format_bench(d: dict) -> str:
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         data: Optional[Path] = typer.Option(None, help="run the test split's clips of this data set (default: the "
                                                        "quantized zero input and random inputs)"),
         clips: int = typer.Option(3, help="clips to run with --data"),
-        calib_clips: int = typer.Option(400, help="training clips to calibrate a float model on"),
+        calib_clips: int = calib_clips_option(),
         as_json: Json = False,
     ):
         """Instructions (total, per layer, per MAC), flash, RAM and stack of a model on an emulated Cortex-M7."""

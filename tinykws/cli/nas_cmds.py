@@ -7,9 +7,10 @@ from typing import List, Optional
 import typer
 
 from ..nas.search import SearchConfig
+from ..nas.sweep import SweepConfig
 from .options import DataDir, Json, Overwrite, check_new_output, config_option, emit_json, err, given_options
 
-S = SearchConfig
+S, W = SearchConfig, SweepConfig
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -150,30 +151,30 @@ def register(app: typer.Typer) -> None:
 
     @app.command("sweep")
     def sweep_cmd(
-        data: Path = typer.Option(..., help="Speech Commands folder"),
-        out: Path = typer.Option(Path("runs/sweep"), help="sweep folder: trials/, sweep.db, rows.json, table.md, pareto.png"),
+        data: DataDir,
+        out: Path = config_option(W, "out"),
         frontends: str = typer.Option("paper10", help="comma-separated front-end presets; raw = the end-to-end space"),
         betas: str = typer.Option("0,1,2,4", help="comma-separated beta values"),
         targets: str = typer.Option("2.5e6", help="comma-separated cost targets"),
         widths: str = typer.Option("0.75", help="comma-separated width multipliers"),
-        cost: str = typer.Option("macs", help="macs, ops, weight_bytes, peak_act_bytes or lut:PATH"),
-        epochs: int = typer.Option(40, help="search epochs per trial"),
-        warmup_epochs: int = typer.Option(10),
-        arch_lr: float = typer.Option(0.02),
-        device: str = typer.Option("cpu", help="device of the searches: cpu, cuda, cuda:N or auto"),
-        layers: int = typer.Option(12),
+        cost: str = config_option(S, "cost"),
+        epochs: int = config_option(S, "epochs", help="search epochs per trial"),
+        warmup_epochs: int = config_option(S, "warmup_epochs"),
+        arch_lr: float = config_option(S, "arch_lr"),
+        device: str = config_option(S, "device"),
+        layers: int = config_option(S, "layers"),
         first_stride: Optional[str] = typer.Option(None, help="first-layer stride of the MFCC trials (e.g. 1x2; "
                                                                "default 2, the papers' space)"),
-        train_epochs: int = typer.Option(40, help="epochs of training the derived model from scratch"),
-        jobs: int = typer.Option(1, help="trials in parallel: worker processes on the shared Optuna storage"),
-        threads: int = typer.Option(0, help="torch threads per trial (0: default; 1 with --jobs > 1)"),
-        storage: str = typer.Option("", help="Optuna storage URL (default: sqlite:///OUT/sweep.db)"),
+        train_epochs: int = config_option(W, "train_epochs"),
+        jobs: int = config_option(W, "jobs"),
+        threads: int = typer.Option(0, min=0, help="torch threads per trial (0: default; 1 with --jobs > 1)"),
+        storage: str = config_option(W, "storage"),
         baseline: List[str] = typer.Option(["dscnn-kws"], help="trained models to show for comparison"),
         as_json: Json = False,
     ):
         """Sweep beta, targets, widths and front ends; write the table and the Pareto plot."""
         from ..nas.pareto import baseline_rows
-        from ..nas.sweep import SweepConfig, run_sweep
+        from ..nas.sweep import run_sweep
 
         cfg = SweepConfig(data=str(data), out=str(out), frontends=[f for f in frontends.split(",") if f],
                           betas=_floats(betas, "betas"), targets=_floats(targets, "targets"),

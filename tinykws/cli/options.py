@@ -2,6 +2,7 @@
 and range from the config dataclass (`tinykws.checks.setting`), so the CLI and Python agree."""
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from dataclasses import MISSING, fields
@@ -25,6 +26,11 @@ def config_option(cls, name: str, *decls: str, help: str | None = None, **kw):
     if rng:
         text = f"{text} ({rng})" if text else rng
     return typer.Option(default, *decls, help=text, **kw)
+
+
+def default_of(func, name: str, *decls: str, **kw):
+    """A typer option whose default is the default of parameter `name` of library function `func`."""
+    return typer.Option(inspect.signature(func).parameters[name].default, *decls, **kw)
 
 
 Json = Annotated[bool, typer.Option("--json", help="print one JSON object as the last line of stdout")]
@@ -63,3 +69,10 @@ def check_new_output(path: Optional[Path], overwrite: bool, inputs=(), folder: b
         check_output_dir(path, overwrite, inputs)
     else:
         check_output_file(path, overwrite, inputs)
+
+
+def calib_clips_option():
+    """--calib-clips, shared by the commands that quantize a float model (default CALIB_CLIPS)."""
+    from ..recipes.quantize import CALIB_CLIPS
+
+    return typer.Option(CALIB_CLIPS, help="training clips to calibrate activation ranges on (>= 1)")

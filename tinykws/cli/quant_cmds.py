@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .options import Json, Overwrite, check_new_output, emit_json, err
+from .options import calib_clips_option, Json, Overwrite, check_new_output, emit_json, err
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         data: Optional[Path] = typer.Option(None, help="data set to calibrate / fine-tune on (default: the model's own)"),
         epochs: int = typer.Option(15, help="fine-tuning epochs for QAT and learned bit-widths"),
         lr: float = typer.Option(1e-3, help="fine-tuning learning rate"),
-        calib_clips: int = typer.Option(400, help="training clips to calibrate activation ranges on"),
+        calib_clips: int = calib_clips_option(),
         weight_target: Optional[float] = typer.Option(None, help="learned: target average bits per weight (default 3)"),
         act_target: Optional[float] = typer.Option(None, help="learned: target average bits per activation (default 4)"),
         report: bool = typer.Option(False, "--report", help="float vs ptq8, qat8, qat4, qat2, learned: accuracy and memory table"),

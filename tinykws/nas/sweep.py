@@ -19,22 +19,26 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..checks import setting, validate
 from .search import SearchConfig, check_search_config, run_trial
 
 
 @dataclass
 class SweepConfig:
-    data: str = ""
-    out: str = "runs/sweep"
+    data: str = setting("", help="Speech Commands folder")
+    out: str = setting("runs/sweep", help="sweep folder: trials/, sweep.db, rows.json, table.md, pareto.png")
     frontends: list = field(default_factory=lambda: ["paper10"])  # presets; "raw" = the end-to-end space
     betas: list = field(default_factory=lambda: [0.0, 1.0, 2.0, 4.0])
     targets: list = field(default_factory=lambda: [2.5e6])
     widths: list = field(default_factory=lambda: [0.75])
     search: dict = field(default_factory=dict)  # other SearchConfig settings (cost, epochs, ...)
-    train_epochs: int = 40
-    jobs: int = 1
-    storage: str = ""  # an Optuna storage URL; "" = sqlite:///<out>/sweep.db
+    train_epochs: int = setting(40, lo=1, help="epochs of training each derived model from scratch")
+    jobs: int = setting(1, lo=1, help="trials in parallel: worker processes on the shared Optuna storage")
+    storage: str = setting("", help="Optuna storage URL (default: sqlite:///OUT/sweep.db)")
     study: str = "tinykws-nas"
+
+    def __post_init__(self):
+        validate(self)
 
     def grid(self) -> list[dict]:
         return [{"frontend": f, "width": float(w), "target": float(t), "beta": float(b)}
