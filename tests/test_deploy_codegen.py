@@ -158,6 +158,21 @@ def test_generated_c_is_bit_exact_on_the_testing_list(key, kernels, loop_order, 
 
 
 @pytest.mark.slow
+def test_generic_fast_functions_bit_exact(tmp_path, mlperf):
+    """--no-specialize: every layer calls the library's generic fast functions (the per-layer
+    instances are what the other tests run); same outputs, no per-layer instances in model.c."""
+    im, x = mlperf
+    gen = generate(im, tmp_path / "generic", kernels="fast", specialize=False)
+    src = (tmp_path / "generic" / "model.c").read_text()
+    assert "_run(" not in src and "tkws_pw_s8_fast_wide(&" in src
+    assert np.array_equal(run_host(tmp_path / "generic", x[:200]), im.run(x[:200]).reshape(200, -1))
+    spec = (tmp_path / "spec")
+    generate(im, spec, kernels="fast")
+    assert "static TKWS_NOINLINE" in (spec / "model.c").read_text()
+    assert len(gen.layers) == 12
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kernels,loop_order", VARIANTS, ids=VARIANT_IDS)
 @pytest.mark.parametrize("key", list(SMALL))
 def test_small_models_bit_exact(key, kernels, loop_order, projects):

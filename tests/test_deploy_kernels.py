@@ -16,8 +16,9 @@ from tinykws.quant import kernels as K
 
 GUARD = 64  # bytes after every output and scratch buffer that no kernel may touch
 CONV_FIELDS = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w", "pad_top",
-               "pad_left", "depth_multiplier", "in_offset", "out_offset", "act_min", "act_max")
-FC_FIELDS = ("in_n", "out_n", "in_offset", "out_offset", "act_min", "act_max")
+               "pad_left", "depth_multiplier", "in_offset", "out_offset", "act_min", "act_max", "requant")
+FC_FIELDS = ("in_n", "out_n", "in_offset", "out_offset", "act_min", "act_max", "requant")
+MODES_SEEN: dict[str, set] = {}  # variant -> the requantization modes its golden tests ran
 POOL_FIELDS = ("in_h", "in_w", "channels", "out_h", "out_w", "f_h", "f_w", "stride_h", "stride_w", "pad_top",
                "pad_left", "act_min", "act_max")
 ADD_FIELDS = ("size", "in1_offset", "in2_offset", "left_shift", "in1_mult", "in1_shift", "in2_mult", "in2_shift",
@@ -56,11 +57,19 @@ def _check_guard(b: np.ndarray, n_bytes: int, what: str):
     assert np.all(b[n_bytes:] == 0x5A), f"{what} wrote past its buffer"
 
 
+def _requant_for(v, mult, shift, p, w, bias):
+    """The variant's requantization arrays and mode (recorded in MODES_SEEN)."""
+    m, s, mode = v.pack_requant(mult, shift, p, w, bias)
+    MODES_SEEN.setdefault(v.name, set()).add(mode)
+    return m, s, {**p, "requant": mode}
+
+
 def _call_conv(lib, name, p, x, w, bias, mult, shift):
     v = KL.VARIANTS[name]
     packed, ctype = v.pack_weights(w, p)
     packed = np.ascontiguousarray(packed, {"int8_t": np.int8, "int16_t": np.int16, "int32_t": np.int32}[ctype])
     b = v.fold_bias(bias, w, p["in_offset"]) if v.folds_input_offset else np.asarray(bias, np.int32)
+    mult, shift, p = _requant_for(v, mult, shift, p, w, bias)
     n_out = p["out_h"] * p["out_w"] * p["out_c"]
     out = _buf(n_out)
     sb = v.scratch_bytes(p)
@@ -78,6 +87,7 @@ def _call_fc(lib, name, p, x, w, bias, mult, shift):
     v = KL.VARIANTS[name]
     packed = np.ascontiguousarray(v.pack_weights(w, p)[0], np.int8)
     b = v.fold_bias(bias, w, p["in_offset"]) if v.folds_input_offset else np.asarray(bias, np.int32)
+    mult, shift, p = _requant_for(v, mult, shift, p, w, bias)
     out, sb = _buf(p["out_n"]), v.scratch_bytes(p)
     scratch = _buf(sb)
     st = _struct(FC_FIELDS, p)
@@ -166,30 +176,54 @@ def _conv_params(c, y):
                 in_offset=-c["in_zp"], out_offset=c["out_zp"], act_min=c["qmin"], act_max=c["qmax"])
 
 
-CONV_VARIANTS = ["tkws_conv_s8_ref", "tkws_conv_s8_ref_wo", "tkws_conv_s8_fast", "tkws_conv_s8_fast_wo"]
+CONV_VARIANTS = ["tkws_conv_s8_ref", "tkws_conv_s8_ref_wo", "tkws_conv_s8_fast", "tkws_conv_s8_fast_wo",
+                 "tkws_conv_s8_fast_wide"]
 PW_VARIANTS = CONV_VARIANTS + ["tkws_pw_s8_fast", "tkws_pw_s8_fast_wide"]
+
+
+def _selectable(name, c) -> bool:
+    """Whether select() can give `name` for the case's shapes (the wide kernels' constraints)."""
+    oc, k = c["w"].shape[0], int(np.prod(c["w"].shape[1:]))
+    if name == "tkws_pw_s8_fast_wide":
+        return c["x"].shape[3] % 4 == 0 and oc % 2 == 0
+    if name == "tkws_conv_s8_fast_wide":
+        return k % 4 == 0 and oc % 2 == 0
+    return True
+
+
+def _check_modes(name):
+    """A fast variant's golden cases ran every requantization mode (the generator's proof and both clamps)."""
+    if KL.VARIANTS[name].fast_requant:
+        assert MODES_SEEN.get(name, set()) == {KL.RQ_EXACT, KL.RQ_FAST, KL.RQ_FULL}, (name, MODES_SEEN.get(name))
 
 
 @pytest.mark.parametrize("name", CONV_VARIANTS)
 def test_conv_bit_exact(lib, name):
     rng = np.random.default_rng(13)
-    for _ in range(60):
+    MODES_SEEN.pop(name, None)
+    n = 0
+    while n < 60:
         c = _conv_case(rng)
+        if not _selectable(name, c):
+            continue
+        n += 1
         y = K.conv2d(c["x"], c["in_zp"], c["w"], c["bias"], c["stride"], c["pad"], c["mult"], c["shift"], c["out_zp"],
                      c["qmin"], c["qmax"])
         p = _conv_params(c, y)
         got = _call_conv(lib, name, p, c["x"], c["w"], c["bias"], c["mult"], c["shift"])
         np.testing.assert_array_equal(got, y, err_msg=f"{name} {p}")
+    _check_modes(name)
 
 
 @pytest.mark.parametrize("name", PW_VARIANTS)
 def test_pointwise_bit_exact(lib, name):
     rng = np.random.default_rng(77)
+    MODES_SEEN.pop(name, None)
     n = 0
     while n < 40:
         c = _conv_case(rng, pointwise=True)
-        if name == "tkws_pw_s8_fast_wide" and (c["x"].shape[3] % 4 or c["w"].shape[0] % 4):
-            continue  # select() gives it only for channel counts that are multiples of 4
+        if not _selectable(name, c):
+            continue
         n += 1
         y = K.conv2d(c["x"], c["in_zp"], c["w"], c["bias"], c["stride"], c["pad"], c["mult"], c["shift"], c["out_zp"],
                      c["qmin"], c["qmax"])
@@ -197,11 +231,13 @@ def test_pointwise_bit_exact(lib, name):
         assert KL.is_pointwise(p)
         got = _call_conv(lib, name, p, c["x"], c["w"], c["bias"], c["mult"], c["shift"])
         np.testing.assert_array_equal(got, y, err_msg=f"{name} {p}")
+    _check_modes(name)
 
 
 @pytest.mark.parametrize("name", ["tkws_dw_s8_ref", "tkws_dw_s8_ref_wo", "tkws_dw_s8_fast"])
 def test_depthwise_bit_exact(lib, name):
     rng = np.random.default_rng(5)
+    MODES_SEEN.pop(name, None)
     n = 0
     while n < 60:
         c = _conv_case(rng, depthwise=True)
@@ -213,6 +249,40 @@ def test_depthwise_bit_exact(lib, name):
         got = _call_conv(lib, name, p, c["x"], c["w"], c["bias"], c["mult"], c["shift"])
         np.testing.assert_array_equal(got, y, err_msg=f"{name} {p}")
         n += 1
+    _check_modes(name)
+
+
+@pytest.mark.parametrize("name", ["tkws_pw_s8_fast_wide", "tkws_dw_s8_fast", "tkws_conv_s8_fast_wide"])
+def test_fast_requant_at_its_bounds(lib, name):
+    """The single-multiply requantization at the edges the generator allows: accumulators just
+    under 2^30 in magnitude (inputs chosen to reach the bound), right shifts of 1 and 23, output
+    zero points -128 and 127; one more step of bias and the generator falls back to the exact path."""
+    rng = np.random.default_rng(21)
+    dw = name == "tkws_dw_s8_fast"
+    for e, out_zp, in_zp, sign in [(1, -128, -128, 1), (23, 127, 127, -1), (12, -128, 127, 1), (23, -128, 0, -1)]:
+        oc = 8
+        w = rng.integers(-127, 128, (1, 3, 3, oc) if dw else ((oc, 1, 1, 8) if "pw" in name else (oc, 2, 2, 2)))
+        w = w.astype(np.int8)
+        xs = (1, 3, 3, oc) if dw else ((1, 2, 2, 8) if "pw" in name else (1, 3, 3, 2))
+        x = np.full(xs, 127 if sign > 0 else -128, np.int8)
+        if dw:
+            x = np.where(w[0] > 0, x[0, :, :, :], (-1 - x[0].astype(np.int16)).astype(np.int8))[None]
+        mult = np.full(oc, 1 << 30, np.int32)
+        shift = np.full(oc, -e, np.int32)
+        c = dict(x=x, w=w, stride=(1, 1), pad=(1, 1, 1, 1) if dw else (0, 0, 0, 0), dm=1, in_zp=in_zp, out_zp=out_zp,
+                 qmin=-128, qmax=127)
+        sums = np.abs(w.astype(np.int64)).reshape(-1, oc).sum(0) if dw else \
+            np.abs(w.astype(np.int64)).reshape(oc, -1).sum(1)
+        xmax = max(abs(-128 - in_zp), abs(127 - in_zp))
+        bias = (sign * ((1 << 30) - 1 - sums * xmax)).astype(np.int32)
+        args = (x, in_zp, w, bias, (1, 1), c["pad"], mult, shift, out_zp, -128, 127)
+        y = K.depthwise_conv2d(*args) if dw else K.conv2d(*args)
+        p = _conv_params(c, y)
+        v = KL.VARIANTS[name]
+        assert v.pack_requant(mult, shift, p, w, bias)[2] == KL.RQ_FULL
+        assert v.pack_requant(mult, shift, p, w, bias + sign)[2] == KL.RQ_EXACT
+        got = _call_conv(lib, name, p, x, w, bias, mult, shift)
+        np.testing.assert_array_equal(got, y, err_msg=f"{name} e={e} zp={out_zp}")
 
 
 def test_dscnn_shapes_bit_exact(lib):
@@ -282,6 +352,17 @@ def test_pool_bit_exact(lib, kind):
                 getattr(lib, v.name)(_ptr(_struct(POOL_FIELDS, p)), _ptr(x), _ptr(out), None)
                 _check_guard(out, y.size, v.name)
                 np.testing.assert_array_equal(out[: y.size].view(np.int8).reshape(y.shape), y, err_msg=f"{v.name} {p}")
+    if kind == "avgpool":  # windows past the fast kernel's int16 flush: 300 rows x 1, 20 x 20, 1 x 600 values
+        for ih, iw in [(300, 1), (20, 20), (1, 600)]:
+            for fill in (-128, 127, None):
+                x = rng.integers(-128, 128, (1, ih, iw, 8)).astype(np.int8) if fill is None else \
+                    np.full((1, ih, iw, 8), fill, np.int8)
+                y = K.average_pool(x, (ih, iw), (1, 1), (0, 0, 0, 0), -128, 127)
+                p = dict(in_h=ih, in_w=iw, channels=8, out_h=1, out_w=1, f_h=ih, f_w=iw, stride_h=1, stride_w=1,
+                         pad_top=0, pad_left=0, act_min=-128, act_max=127)
+                out = _buf(y.size)
+                lib.tkws_avgpool_s8_fast(_ptr(_struct(POOL_FIELDS, p)), _ptr(x), _ptr(out), None)
+                np.testing.assert_array_equal(out[: y.size].view(np.int8).reshape(y.shape), y, err_msg=f"{ih}x{iw}")
 
 
 def test_add_bit_exact(lib):
@@ -337,7 +418,9 @@ def test_select():
     assert KL.select("conv", pw, kernels="fast", pointwise="int8").name == "tkws_pw_s8_fast"
     assert KL.select("conv", pw, kernels="ref").name == "tkws_conv_s8_ref"
     assert KL.select("conv", pw, kernels="ref", loop_order="weight").name == "tkws_conv_s8_ref_wo"
-    assert KL.select("conv", {**pw, "k_h": 3}, kernels="fast").name == "tkws_conv_s8_fast"
+    assert KL.select("conv", {**pw, "k_h": 3}, kernels="fast").name == "tkws_conv_s8_fast_wide"
+    assert KL.select("conv", {**pw, "k_h": 3}, kernels="fast", pointwise="int8").name == "tkws_conv_s8_fast"
+    assert KL.select("conv", {**pw, "k_h": 3, "in_c": 3}, kernels="fast").name == "tkws_conv_s8_fast"  # k % 4 != 0
     assert KL.select("depthwise", {**pw, "out_c": 128, "depth_multiplier": 2}, kernels="fast").name == "tkws_dw_s8_ref"
     assert KL.select("depthwise", pw, kernels="fast").name == "tkws_dw_s8_fast"
     # the wide pointwise weights take twice the flash, the int8 variant none more
@@ -376,6 +459,7 @@ def m7_kernel_project(folder, calls, x: np.ndarray):
         packed, ctype = v.pack_weights(w, p)
         packed = np.asarray(packed, {"int8_t": np.int8, "int16_t": np.int16, "int32_t": np.int32}[ctype])
         b = v.fold_bias(bias, w, p["in_offset"]) if v.folds_input_offset else np.asarray(bias, np.int32)
+        mult, shift, p = _requant_for(v, mult, shift, p, w, bias)
         fields = CONV_FIELDS if fam == "conv" else FC_FIELDS
         struct = "tkws_conv_params" if fam == "conv" else "tkws_fc_params"
         consts += [_c_arr(f"w{i}", packed), _c_arr(f"b{i}", np.asarray(b, np.int32)),
@@ -419,7 +503,7 @@ def test_kernels_on_emulated_m7(tmp_path, dsp):
     def add_conv(names, w, stride, pad, dw=False, dm=1):
         oc = w.shape[3] if dw else w.shape[0]
         bias = rng.integers(-3000, 3000, oc).astype(np.int32)
-        mult, shift = _requant(rng, oc, True)
+        mult, shift = _requant(rng, oc, bool(rng.integers(0, 2)))
         out_zp = _zp(rng)
         qmin, qmax = _clamp(rng, out_zp)
         if dw:
@@ -429,6 +513,8 @@ def test_kernels_on_emulated_m7(tmp_path, dsp):
         c = dict(x=x, w=w, stride=stride, pad=pad, dm=dm, in_zp=in_zp, out_zp=out_zp, qmin=qmin, qmax=qmax)
         p = _conv_params(c, y)
         for name in names:
+            if not _selectable(name, c):
+                continue
             calls.append((name, "conv", p, w, bias, mult, shift, y.size))
             want.append(y.reshape(-1))
 

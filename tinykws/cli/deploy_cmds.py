@@ -24,6 +24,8 @@ def register(app: typer.Typer) -> None:
         loop_order: str = typer.Option("input", help="input (for each output, sum its window) | weight "
                                                      "(for each weight, accumulate into the outputs it touches)"),
         cmsis_nn: Optional[Path] = typer.Option(None, "--cmsis-nn", help="CMSIS-NN source folder (--kernels cmsis-nn)"),
+        specialize: bool = typer.Option(True, help="fast kernels: one instance per layer with its shapes as "
+                                                   "compile-time constants (--no-specialize: the generic functions)"),
         data: Optional[Path] = typer.Option(None, help="calibration data for PTQ int8 of a float model "
                                                        "(default: the data set it was trained on)"),
         calib_clips: int = calib_clips_option(),
@@ -57,7 +59,7 @@ def register(app: typer.Typer) -> None:
 
             gen = generate_cmsis(im, out, cmsis_dir=cmsis_nn, overwrite=overwrite)
         else:
-            gen = generate(im, out, kernels=kernels, loop_order=loop_order, overwrite=overwrite)
+            gen = generate(im, out, kernels=kernels, loop_order=loop_order, overwrite=overwrite, specialize=specialize)
         info = {"out": str(out), "kernels": kernels, "loop_order": loop_order if kernels != "cmsis-nn" else None,
                 "layers": len(gen.layers), "macs": int(sum(l["macs"] for l in gen.layers)),
                 "arena_bytes": gen.plan.arena_bytes, "plan": gen.plan.to_dict()}

@@ -90,8 +90,13 @@ def kernel_sources(layers: list[Layer]) -> list[Path]:
 
 
 def generate(im, out_dir: str | Path, kernels: str = "fast", loop_order: str = "input", name: str = "tkws",
-             overwrite: bool = False, labels: list[str] | None = None) -> GeneratedModel:
-    """Write the C project of `im` into `out_dir` (new, empty, or written by tinykws with overwrite)."""
+             overwrite: bool = False, labels: list[str] | None = None, specialize: bool = True) -> GeneratedModel:
+    """Write the C project of `im` into `out_dir` (new, empty, or written by tinykws with overwrite).
+
+    specialize: each layer whose kernel has an inline body (the fast variants) gets its own instance
+    of it in model.c, with the layer's params struct as a compile-time constant, so the compiler
+    folds every shape, offset and loop bound (more flash, fewer instructions); False: every layer
+    calls the library's generic function."""
     layers = build_layers(im, kernels, loop_order)
     plan = plan_memory(im, scratch={l.op_index: l.scratch_bytes for l in layers},
                        in_place={(l.op_index, t) for l in layers for t in l.in_place_inputs})
@@ -104,7 +109,7 @@ def generate(im, out_dir: str | Path, kernels: str = "fast", loop_order: str = "
     c_files = ["model.c"] + [p.name for p in srcs if p.suffix == ".c"]
     labels = labels or im.meta.get("labels") or [f"class{i}" for i in range(int(np.prod(im.tensors[im.output].shape)))]
     emitted = [l for l in layers if not l.view]
-    model_c, const_bytes = _model_c(im, layers, plan, labels, name, kernels, loop_order)
+    model_c, const_bytes = _model_c(im, layers, plan, labels, name, kernels, loop_order, specialize)
     texts = {"model.h": _model_h(im, plan, emitted, labels, name),
              "model.c": model_c,
              "host_main.c": HOST_MAIN,
@@ -170,9 +175,27 @@ void tkws_layer_mark(int i);
 """
 
 
-def _model_c(im, layers: list[Layer], plan: MemoryPlan, labels, name, kernels, loop_order) -> tuple[str, int]:
+RQ_NAMES = {0: "TKWS_RQ_EXACT", 1: "TKWS_RQ_FAST", 2: "TKWS_RQ_FULL"}
+CONV_ROLES = ("params", "in", "w", "bias", "mult", "shift", "out", "scratch")
+
+
+def _specialized(l: Layer, pre: str) -> tuple[str, str] | None:
+    """(header, C function) of a layer's own instance of its kernel's inline body, or None."""
+    v = l.variant
+    if v is None or not v.body or tuple(l.args) != CONV_ROLES:
+        return None
+    mode = RQ_NAMES[int(l.params.get("requant", 0))]
+    fn = (f"static TKWS_NOINLINE {v.body_attr + ' ' if v.body_attr else ''}void {pre}_run(const int8_t *in, int8_t *out, "
+          f"void *scratch)\n"
+          f"{{\n    {v.body}(&{pre}_params, in, {pre}_w, {pre}_bias, {pre}_mult, {pre}_shift, out, scratch, {mode});\n}}\n")
+    return v.body_header, fn
+
+
+def _model_c(im, layers: list[Layer], plan: MemoryPlan, labels, name, kernels, loop_order,
+             specialize: bool = True) -> tuple[str, int]:
     tin, tout = im.tensors[im.input], im.tensors[im.output]
     consts, params, body = [], [], []
+    spec_headers, spec_fns = [], []
     const_bytes = 0
     i = 0
     for l in layers:
@@ -203,9 +226,17 @@ def _model_c(im, layers: list[Layer], plan: MemoryPlan, labels, name, kernels, l
             else:
                 args.append(a)  # a literal
         in_place = " (in place)" if any(k == l.op_index for k, _ in plan.in_place) else ""
+        spec = _specialized(l, pre) if specialize else None
+        if spec:
+            if spec[0] not in spec_headers:
+                spec_headers.append(spec[0])
+            spec_fns.append(spec[1])
+            call = f"{pre}_run({args[1]}, {args[6]}, {args[7]}); /* specialized {l.kernel} */"
+        else:
+            call = f"{l.kernel}({', '.join(args)});"
         body.append(f"    TKWS_LAYER_MARK({i});\n    /* {i}: {l.kind} {c_comment(l.name)} "
                     f"{'x'.join(map(str, l.in_shape[1:]))} -> {'x'.join(map(str, l.out_shape[1:]))}{in_place} */\n"
-                    f"    {l.kernel}({', '.join(args)});\n")
+                    f"    {call}\n")
         i += 1
     where_out = plan.where[im.output]
     if where_out != OUTPUT:
@@ -221,11 +252,13 @@ def _model_c(im, layers: list[Layer], plan: MemoryPlan, labels, name, kernels, l
 #include <string.h>
 #include "model.h"
 #include "tkws_nn.h"
-
+{''.join(f'#include "{h}"' + chr(10) for h in spec_headers)}
 #if defined(__GNUC__)
 #define TKWS_ALIGNED(n) __attribute__((aligned(n)))
+#define TKWS_NOINLINE __attribute__((noinline)) /* each layer's instance gets its own register allocation */
 #else
 #define TKWS_ALIGNED(n)
+#define TKWS_NOINLINE
 #endif
 
 const float tkws_input_scale = {c_float(tin.scale[0])};
@@ -241,6 +274,7 @@ static int8_t tkws_arena[TKWS_ARENA_SIZE] TKWS_ALIGNED(8);
 
 {''.join(consts)}
 {''.join(params)}
+{chr(10).join(spec_fns)}
 __attribute__((noinline, weak)) void tkws_layer_mark(int i) {{ (void)i; }}
 
 int tkws_invoke(const int8_t *input, int8_t *output)

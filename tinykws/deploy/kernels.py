@@ -46,6 +46,10 @@ class KernelVariant:
     scratch: Callable[[dict], int] = _zero
     packer: Callable = _as_int8  # (w, params) -> (flat array, C element type)
     weight_ctype: str = "int8_t"
+    fast_requant: bool = False  # reads `shift` as {e, rnd} pairs and params["requant"] (tkws_support.h)
+    body: str | None = None  # the inline body the generator instantiates per layer (shape specialization)
+    body_header: str | None = None  # the header that defines it
+    body_attr: str = ""  # a function attribute macro every function the body is inlined into needs
 
     def scratch_bytes(self, params: dict) -> int:
         """Bytes of scratch the call needs (0: the call gets NULL)."""
@@ -69,6 +73,20 @@ class KernelVariant:
     def supports_in_place(self) -> bool:
         return self.in_place
 
+    def pack_requant(self, mult, shift, params: dict, w, bias) -> tuple[np.ndarray, np.ndarray, int]:
+        """(mult, shift arrays as the variant reads them, params["requant"]): TFLite's arrays for
+        variants without fast requantization; else requant_mode()'s mode and {e, rnd} pairs."""
+        mult, shift = np.asarray(mult, np.int64), np.asarray(shift, np.int64)
+        if not self.fast_requant:
+            return mult.astype(np.int32), shift.astype(np.int32), RQ_EXACT
+        mode = requant_mode(w, bias, mult, shift, params, depthwise=self.op == "depthwise")
+        if mode == RQ_EXACT:
+            pairs = np.stack([shift, np.zeros_like(shift)], axis=1)
+        else:
+            e = -shift
+            pairs = np.stack([e, (1 << (e - 1)) + int(params["out_offset"]) * (1 << e)], axis=1)
+        return mult.astype(np.int32), pairs.reshape(-1).astype(np.int32), mode
+
 
 def supports_in_place(variant: KernelVariant, params: dict) -> bool:
     """Whether `variant` may write its output over its input (the memory planner may share them).
@@ -82,6 +100,31 @@ def supports_in_place(variant: KernelVariant, params: dict) -> bool:
     return bool(variant.in_place)
 
 
+# ---------------------------------------------------------------------------- requantization
+
+RQ_EXACT, RQ_FAST, RQ_FULL = 0, 1, 2  # TKWS_RQ_* in tkws_support.h
+
+
+def accumulator_bound(w, bias, in_offset: int, depthwise: bool = False) -> int:
+    """The largest |accumulator| any int8 input can give: |bias| + sum|w| * max|x + in_offset|."""
+    w = np.abs(np.asarray(w, np.int64))
+    sums = w.reshape(-1, w.shape[-1]).sum(axis=0) if depthwise else w.reshape(w.shape[0], -1).sum(axis=1)
+    b = np.zeros(len(sums), np.int64) if bias is None else np.abs(np.asarray(bias, np.int64))
+    xmax = max(abs(-128 + int(in_offset)), abs(127 + int(in_offset)))
+    return int((b + sums * xmax).max()) if len(sums) else 0
+
+
+def requant_mode(w, bias, mult, shift, params: dict, depthwise: bool = False) -> int:
+    """TKWS_RQ_FULL or _FAST where the single-multiply requantization of tkws_support.h is provably
+    equal to TFLite's (|acc| < 2^30, every shift a right shift of 1 to 23 bits), else TKWS_RQ_EXACT."""
+    shift = np.asarray(shift, np.int64)
+    if len(shift) == 0 or shift.max() > -1 or shift.min() < -23:
+        return RQ_EXACT
+    if accumulator_bound(w, bias, params["in_offset"], depthwise) >= 1 << 30:
+        return RQ_EXACT
+    return RQ_FULL if (params["act_min"], params["act_max"]) == (-128, 127) else RQ_FAST
+
+
 # ---------------------------------------------------------------------------- weight packers
 
 def pair_order(n: int) -> np.ndarray:
@@ -92,15 +135,18 @@ def pair_order(n: int) -> np.ndarray:
     return np.where(j < n4, (j & ~3) | ((j & 1) << 1) | ((j >> 1) & 1), j)
 
 
-def pack_pointwise_wide(w, params):
-    """tkws_pw_s8_fast_wide: weights [out_c][in_c] as int16 pairs in the widened row's order,
-    4 output channels' pairs one after another: [out_c/4][in_c/2][4][2]."""
+def pack_wide(w, params):
+    """tkws_pw_s8_fast_wide, tkws_conv_s8_fast: weights [out_c][k] (k = k_h*k_w*in_c) as int16 pairs
+    in the widened row's order, 2 output channels' pairs one after another: [out_c/2][k/2][2][2]."""
     w = np.asarray(w, np.int16)
     oc = w.shape[0]
     w = w.reshape(oc, -1)
-    ic = w.shape[1]
-    w = w[:, pair_order(ic)]
-    return np.ascontiguousarray(w.reshape(oc // 4, 4, ic // 2, 2).transpose(0, 2, 1, 3)).reshape(-1), "int16_t"
+    k = w.shape[1]
+    w = w[:, pair_order(k)]
+    return np.ascontiguousarray(w.reshape(oc // 2, 2, k // 2, 2).transpose(0, 2, 1, 3)).reshape(-1), "int16_t"
+
+
+pack_pointwise_wide = pack_wide
 
 
 def pack_conv_fast(w, params):
@@ -122,13 +168,14 @@ def dw_packed(params) -> bool:
 
 
 def pack_dw_fast(w, params):
-    """tkws_dw_s8_fast: 3x3 weights [1][3][3][C] as [C/4][9 taps][4 channels] (same bytes, no extra
-    flash), so one channel group's 9 weight words are consecutive; other shapes as stored."""
+    """tkws_dw_s8_fast: 3x3 weights [1][3][3][C] widened to int16 as [C/4][9 taps][c0, c2, c1, c3]
+    (2x the flash of int8; the SXTB16 halves, one LDRD per tap); other shapes as stored (int8)."""
     w = np.asarray(w, np.int8)
     if not dw_packed(params):
         return np.ascontiguousarray(w).reshape(-1), "int8_t"
     c = w.shape[-1]
-    return np.ascontiguousarray(w.reshape(9, c // 4, 4).transpose(1, 0, 2)).reshape(-1), "int8_t"
+    g = w.reshape(9, c // 4, 4).transpose(1, 0, 2)[:, :, [0, 2, 1, 3]]
+    return np.ascontiguousarray(g, np.int16).reshape(-1), "int16_t"
 
 
 # ---------------------------------------------------------------------------- scratch sizes
@@ -144,6 +191,11 @@ def _plane_i32(p):
 def _cols2_i16(p):  # two int16 columns of k (rounded up to even), one int8 column
     k = p["k_h"] * p["k_w"] * p["in_c"]
     return 2 * 2 * ((k + 1) & ~1) + _round4(k)
+
+
+def _windows2(p):  # two int8 windows of k, then two interleaved int16 columns of k
+    k = p["k_h"] * p["k_w"] * p["in_c"]
+    return 2 * k + 2 * 2 * k
 
 
 def _col_i16(p):
@@ -171,19 +223,26 @@ def _v(name, op, order, **kw) -> KernelVariant:
 VARIANTS: dict[str, KernelVariant] = {v.name: v for v in [
     _v("tkws_conv_s8_ref", "conv", "input"),
     _v("tkws_conv_s8_ref_wo", "conv", "weight", scratch=_plane_i32),
-    _v("tkws_conv_s8_fast", "conv", "input", folds_input_offset=True, scratch=_cols2_i16, packer=pack_conv_fast),
+    _v("tkws_conv_s8_fast", "conv", "input", folds_input_offset=True, scratch=_cols2_i16, packer=pack_conv_fast,
+       fast_requant=True, body="tkws_conv_s8_fast_body", body_header="tkws_conv_s8_fast.h"),
+    _v("tkws_conv_s8_fast_wide", "conv", "input", folds_input_offset=True, scratch=_windows2, packer=pack_wide,
+       weight_ctype="int16_t", fast_requant=True, body="tkws_conv_s8_fast_wide_body", body_header="tkws_conv_s8_fast.h"),
     _v("tkws_conv_s8_fast_wo", "conv", "weight", folds_input_offset=True, scratch=_plane_i32),
-    _v("tkws_pw_s8_fast", "conv", "input", folds_input_offset=True, scratch=_pw_pixels),
+    _v("tkws_pw_s8_fast", "conv", "input", folds_input_offset=True, scratch=_pw_pixels, fast_requant=True,
+       body="tkws_pw_s8_fast_body", body_header="tkws_pw_s8_fast.h"),
     _v("tkws_pw_s8_fast_wide", "conv", "input", folds_input_offset=True, scratch=_pw_pixels,
-       packer=pack_pointwise_wide, weight_ctype="int16_t"),
+       packer=pack_wide, weight_ctype="int16_t", fast_requant=True, body="tkws_pw_s8_fast_wide_body",
+       body_header="tkws_pw_s8_fast.h"),
     _v("tkws_dw_s8_ref", "depthwise", "input"),
     _v("tkws_dw_s8_ref_wo", "depthwise", "weight", scratch=_plane_i32),
-    _v("tkws_dw_s8_fast", "depthwise", "input", folds_input_offset=True, packer=pack_dw_fast),
+    _v("tkws_dw_s8_fast", "depthwise", "input", folds_input_offset=True, packer=pack_dw_fast, fast_requant=True,
+       body="tkws_dw_s8_fast_body", body_header="tkws_dw_s8_fast.h", body_attr="TKWS_DW_FAST_ATTR"),
     _v("tkws_fc_s8_ref", "fc", "input"),
     _v("tkws_fc_s8_ref_wo", "fc", "weight", scratch=_fc_out_i32),
     _v("tkws_fc_s8_fast", "fc", "input", folds_input_offset=True, scratch=_fc_in_i16),
     _v("tkws_fc_s8_fast_wo", "fc", "weight", folds_input_offset=True, scratch=_fc_out_i32),
     _v("tkws_avgpool_s8_ref", "avgpool", "input"),
+    _v("tkws_avgpool_s8_fast", "avgpool", "input"),
     _v("tkws_maxpool_s8_ref", "maxpool", "input"),
     _v("tkws_add_s8_ref", "add", "input", in_place=True),
     _v("tkws_softmax_s8_ref", "softmax", "input", in_place=True),
@@ -217,11 +276,11 @@ def select(op_kind: str, params: dict, kernels: str = "ref", loop_order: str = "
             return VARIANTS["tkws_conv_s8_ref_wo" if wo else "tkws_conv_s8_ref"]
         if wo:
             return VARIANTS["tkws_conv_s8_fast_wo"]
+        wide = pointwise == "wide" and params["out_c"] % 2 == 0
         if is_pointwise(params):
-            if pointwise == "wide" and params["in_c"] % 4 == 0 and params["out_c"] % 4 == 0:
-                return VARIANTS["tkws_pw_s8_fast_wide"]
-            return VARIANTS["tkws_pw_s8_fast"]
-        return VARIANTS["tkws_conv_s8_fast"]
+            return VARIANTS["tkws_pw_s8_fast_wide" if wide and params["in_c"] % 4 == 0 else "tkws_pw_s8_fast"]
+        k = params["k_h"] * params["k_w"] * params["in_c"]
+        return VARIANTS["tkws_conv_s8_fast_wide" if wide and k % 4 == 0 else "tkws_conv_s8_fast"]
     if op_kind == "depthwise":
         if wo:
             return VARIANTS["tkws_dw_s8_ref_wo"]
@@ -229,6 +288,8 @@ def select(op_kind: str, params: dict, kernels: str = "ref", loop_order: str = "
         return VARIANTS["tkws_dw_s8_fast" if kernels == "fast" and dm == 1 else "tkws_dw_s8_ref"]
     if op_kind == "fc":
         return VARIANTS[f"tkws_fc_s8_{kernels}{'_wo' if wo else ''}"]
+    if op_kind == "avgpool" and kernels == "fast":
+        return VARIANTS["tkws_avgpool_s8_fast"]
     return VARIANTS[f"tkws_{op_kind}_s8_ref"]
 
 

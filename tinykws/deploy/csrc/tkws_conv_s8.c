@@ -2,7 +2,8 @@
    orders) and the fast variants (input offset folded into the bias; the input-prioritized one
    with an int16 im2col column and dual 16-bit MACs). */
 #include "tkws_nn.h"
-#include "tkws_support.h"
+#include "tkws_gemm.h"
+#include "tkws_conv_s8_fast.h"
 
 /* input-prioritized: for each output pixel and channel, the sum over its window */
 void tkws_conv_s8_ref(TKWS_CONV_ARGS)
@@ -148,113 +149,16 @@ void tkws_conv_s8_fast_wo(TKWS_CONV_ARGS)
     }
 }
 
-/* one output pixel's window as an int16 column in TKWS_PAIR_ORDER (padding: the raw zero point):
-   gathered as int8 rows into `tmp` (k bytes), then widened 4 at a time */
-static void tkws_conv_col(const tkws_conv_params *p, const int8_t *in, int32_t pix, int16_t *col, int8_t *tmp)
-{
-    const int32_t oy = pix / p->out_w, ox = pix - oy * p->out_w;
-    const int32_t y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
-    const int8_t zp = (int8_t)(-p->in_offset);
-    const int32_t c = p->in_c, rowlen = p->k_w * c;
-    const int x_inside = x0 >= 0 && x0 + p->k_w <= p->in_w;
-    int8_t *d = tmp;
-    for (int32_t ky = 0; ky < p->k_h; ky++, d += rowlen) {
-        const int32_t iy = y0 + ky;
-        if (iy < 0 || iy >= p->in_h) {
-            for (int32_t j = 0; j < rowlen; j++)
-                d[j] = zp;
-        } else if (x_inside) {
-            const int8_t *src = in + (iy * p->in_w + x0) * c;
-            for (int32_t j = 0; j < rowlen; j++)
-                d[j] = src[j];
-        } else {
-            for (int32_t kx = 0; kx < p->k_w; kx++) {
-                const int32_t ix = x0 + kx;
-                const int ok = ix >= 0 && ix < p->in_w;
-                const int8_t *src = in + (iy * p->in_w + ix) * c;
-                for (int32_t j = 0; j < c; j++)
-                    d[kx * c + j] = ok ? src[j] : zp;
-            }
-        }
-    }
-    tkws_widen_row(tmp, col, p->k_h * rowlen);
-}
-
-/* fast: the input offset is folded into the bias (kernels.py fold_bias). The windows of two
-   output pixels are gathered into int16 columns in TKWS_PAIR_ORDER (padding = the raw zero
-   point), then dotted with 2 output channels at a time: 4 accumulators, each weight word widened once
-   for 2 pixels (SXTB16 + SMLAD). Weights as packed by kernels.pack_conv_fast
-   (same bytes as OHWI int8, reordered): block A, for each group of 4 output channels and each
-   4 k-values, the 4 channels' words one after another; block B, the groups' k % 4 tails, row by
-   row; block C, the out_c % 4 last channels' rows whole. scratch: 2 columns of k (rounded up to
-   even) int16, then k int8. */
 void tkws_conv_s8_fast(TKWS_CONV_ARGS)
 {
-    const int32_t k = p->k_h * p->k_w * p->in_c, k4 = k & ~3, kt = k - k4, kcol = (k + 1) & ~1;
-    const int32_t oc_n = p->out_c, oc4 = oc_n & ~3, n = p->out_h * p->out_w;
-    const int8_t *wa_blk = (const int8_t *)w, *wb_blk = wa_blk + oc4 * k4, *wc_blk = wb_blk + oc4 * kt;
-    int16_t *ca = (int16_t *)scratch, *cb = ca + kcol;
-    int8_t *tmp = (int8_t *)(cb + kcol);
-    for (int32_t i = 0; i < n; i += 2) {
-        const int two = i + 1 < n;
-        tkws_conv_col(p, in, i, ca, tmp);
-        tkws_conv_col(p, in, two ? i + 1 : i, cb, tmp);
-        int8_t *oa = out + i * oc_n, *ob = oa + oc_n;
-        int32_t oc = 0;
-        for (; oc < oc4; oc += 2) {
-            /* channels oc, oc+1: words 0,1 (or 2,3) of each group of 4 in block A */
-            const int32_t *wp = (const int32_t *)wa_blk + (oc >> 2) * k4 + (oc & 2);
-            int32_t a0 = bias[oc], a1 = bias[oc + 1], b0 = a0, b1 = a1;
-            const int32_t *xa = (const int32_t *)ca, *xb = (const int32_t *)cb;
-            for (int32_t j = 0; j < k4; j += 4) {
-                const int32_t xa02 = xa[0], xa13 = xa[1], xb02 = xb[0], xb13 = xb[1];
-                const int32_t u = wp[0], v = wp[1];
-                const int32_t u02 = tkws_sxtb16(u), u13 = tkws_sxtb16_ror8(u);
-                const int32_t v02 = tkws_sxtb16(v), v13 = tkws_sxtb16_ror8(v);
-                xa += 2;
-                xb += 2;
-                wp += 4;
-                a0 = tkws_smlad(u02, xa02, a0);
-                a0 = tkws_smlad(u13, xa13, a0);
-                b0 = tkws_smlad(u02, xb02, b0);
-                b0 = tkws_smlad(u13, xb13, b0);
-                a1 = tkws_smlad(v02, xa02, a1);
-                a1 = tkws_smlad(v13, xa13, a1);
-                b1 = tkws_smlad(v02, xb02, b1);
-                b1 = tkws_smlad(v13, xb13, b1);
-            }
-            if (kt) {
-                const int8_t *t = wb_blk + oc * kt;
-                for (int32_t j = 0; j < kt; j++) {
-                    const int32_t xa_ = ca[k4 + j], xb_ = cb[k4 + j];
-                    a0 += xa_ * t[j], b0 += xb_ * t[j];
-                    a1 += xa_ * t[kt + j], b1 += xb_ * t[kt + j];
-                }
-            }
-            oa[oc] = tkws_out_s8(a0, mult[oc], shift[oc], p->out_offset, p->act_min, p->act_max);
-            oa[oc + 1] = tkws_out_s8(a1, mult[oc + 1], shift[oc + 1], p->out_offset, p->act_min, p->act_max);
-            if (two) {
-                ob[oc] = tkws_out_s8(b0, mult[oc], shift[oc], p->out_offset, p->act_min, p->act_max);
-                ob[oc + 1] = tkws_out_s8(b1, mult[oc + 1], shift[oc + 1], p->out_offset, p->act_min, p->act_max);
-            }
-        }
-        for (; oc < oc_n; oc++) {
-            const int8_t *w0 = wc_blk + (oc - oc4) * k;
-            int32_t a = bias[oc], b = a;
-            for (int32_t j = 0; j < k4; j += 4) {
-                const int32_t u = tkws_read32(w0 + j);
-                a = tkws_smlad(tkws_sxtb16(u), tkws_read32(ca + j), a);
-                a = tkws_smlad(tkws_sxtb16_ror8(u), tkws_read32(ca + j + 2), a);
-                b = tkws_smlad(tkws_sxtb16(u), tkws_read32(cb + j), b);
-                b = tkws_smlad(tkws_sxtb16_ror8(u), tkws_read32(cb + j + 2), b);
-            }
-            for (int32_t j = k4; j < k; j++) {
-                a += ca[j] * w0[j];
-                b += cb[j] * w0[j];
-            }
-            oa[oc] = tkws_out_s8(a, mult[oc], shift[oc], p->out_offset, p->act_min, p->act_max);
-            if (two)
-                ob[oc] = tkws_out_s8(b, mult[oc], shift[oc], p->out_offset, p->act_min, p->act_max);
-        }
-    }
+#define CONV_INT8(m) tkws_conv_s8_fast_body(p, in, w, bias, mult, shift, out, scratch, m)
+    TKWS_RQ_DISPATCH(p->requant, CONV_INT8);
+#undef CONV_INT8
+}
+
+void tkws_conv_s8_fast_wide(TKWS_CONV_ARGS)
+{
+#define CONV_WIDE(m) tkws_conv_s8_fast_wide_body(p, in, w, bias, mult, shift, out, scratch, m)
+    TKWS_RQ_DISPATCH(p->requant, CONV_WIDE);
+#undef CONV_WIDE
 }

@@ -6,7 +6,7 @@
  *    depthwise [k_h][k_w][out_c], fully connected [out_n][in_n]; a variant that wants another
  *    layout says so in tinykws/deploy/kernels.py, whose packer produces it;
  *  - per-output-channel requantization `mult`/`shift` arrays (TFLite convention, shift > 0 is a
- *    left shift), `in_offset = -input_zero_point`, `out_offset = output_zero_point`, output clamp
+ *    left shift; the _fast variants read `shift` as pairs {shift, rounding}, see tkws_support.h), `in_offset = -input_zero_point`, `out_offset = output_zero_point`, output clamp
  *    [act_min, act_max] (fused ReLU / ReLU6);
  *  - every variant of an op has the same signature; `scratch` holds what kernels.py's
  *    scratch_bytes() says (NULL where that is 0);
@@ -37,12 +37,14 @@ typedef struct {
     int32_t depth_multiplier;
     int32_t in_offset, out_offset;
     int32_t act_min, act_max;
+    int32_t requant; /* fast kernels: TKWS_RQ_* of tkws_support.h (kernels.py requant_mode); ref kernels ignore it */
 } tkws_conv_params;
 
 typedef struct {
     int32_t in_n, out_n;
     int32_t in_offset, out_offset;
     int32_t act_min, act_max;
+    int32_t requant; /* as in tkws_conv_params */
 } tkws_fc_params;
 
 /* average and max pool: the window is clipped to the input (TFLite); avg divides by the number of
@@ -85,11 +87,14 @@ void tkws_conv_s8_ref(TKWS_CONV_ARGS);
 void tkws_conv_s8_ref_wo(TKWS_CONV_ARGS);   /* scratch: out_h*out_w int32 */
 void tkws_conv_s8_fast(TKWS_CONV_ARGS);     /* bias has the input offset folded in; scratch: k_h*k_w*in_c int16 */
 void tkws_conv_s8_fast_wo(TKWS_CONV_ARGS);  /* bias folded; scratch: out_h*out_w int32 */
+void tkws_conv_s8_fast_wide(TKWS_CONV_ARGS); /* int16 weights packed by kernels.py (2x flash), bias folded;
+                                                k_h*k_w*in_c a multiple of 4, out_c even; scratch: 2 windows
+                                                of int8 + 2 of int16 */
 
 /* ---- pointwise 1x1 conv, no padding, any stride */
 void tkws_pw_s8_fast(TKWS_CONV_ARGS);       /* int8 OHWI weights, bias folded; scratch: 2 pixels of int16 */
 void tkws_pw_s8_fast_wide(TKWS_CONV_ARGS);  /* int16 weights interleaved by kernels.py (2x flash), bias folded;
-                                               in_c, out_c multiples of 4; scratch: 2 pixels of int16 */
+                                               in_c a multiple of 4, out_c even; scratch: 2 pixels of int16 */
 
 /* ---- DEPTHWISE_CONV_2D */
 void tkws_dw_s8_ref(TKWS_CONV_ARGS);
@@ -104,6 +109,7 @@ void tkws_fc_s8_fast_wo(TKWS_FC_ARGS);      /* bias folded; scratch: out_n int32
 
 /* ---- pooling */
 void tkws_avgpool_s8_ref(const tkws_pool_params *p, const int8_t *in, int8_t *out, void *scratch);
+void tkws_avgpool_s8_fast(const tkws_pool_params *p, const int8_t *in, int8_t *out, void *scratch);
 void tkws_maxpool_s8_ref(const tkws_pool_params *p, const int8_t *in, int8_t *out, void *scratch);
 
 /* ---- ADD (in place allowed: out may equal in1 or in2) */

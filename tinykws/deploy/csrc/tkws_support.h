@@ -50,6 +50,85 @@ TKWS_INLINE int8_t tkws_out_s8(int32_t acc, int32_t mult, int32_t shift, int32_t
     return (int8_t)v;
 }
 
+/* two consecutive int32 at p (8-byte step), p advanced: one post-indexed LDRD on Thumb-2 (gcc splits
+   64-bit loads it builds from memcpy into two LDR) */
+typedef struct { int32_t v[2]; } tkws_i32x2;
+#if defined(__ARM_ARCH_7EM__) && defined(__GNUC__)
+#define TKWS_LDRD_INC(p, a, b) \
+    __asm__("ldrd %0, %1, [%2], #8" : "=r"(a), "=r"(b), "+r"(p) : "m"(*(const tkws_i32x2 *)(p)))
+/* the same at p + off bytes (a constant multiple of 4 below 1024), p unchanged */
+#define TKWS_LDRD_AT(p, off, a, b) \
+    __asm__("ldrd %0, %1, [%2, #%c3]" : "=r"(a), "=r"(b) : "r"(p), "i"(off), "m"(*(const tkws_i32x2 *)((const char *)(p) + (off))))
+#else
+#define TKWS_LDRD_AT(p, off, a, b)                                   \
+    do {                                                             \
+        memcpy(&(a), (const char *)(p) + (off), 4);                  \
+        memcpy(&(b), (const char *)(p) + (off) + 4, 4);              \
+    } while (0)
+#define TKWS_LDRD_INC(p, a, b) \
+    do {                        \
+        (a) = (p)[0];           \
+        (b) = (p)[1];           \
+        (p) += 2;               \
+    } while (0)
+#endif
+
+/* ---- the fast kernels' requantization. The generator (kernels.py requant_mode) proves per layer
+   that |acc| < 2^30 (from the weights, bias and input range), that no channel shifts left and that
+   each right shift e lies in [1, 23]; then TFLite's double rounding is exactly
+       r = (2 acc * mult + 2^31) >> 32                 (one SMMULR: SRDHM(acc, mult))
+       v = (r - (r < 0) + 2^(e-1) + out_offset * 2^e) >> e   (RoundingDivideByPOT, offset folded)
+   with rnd = 2^(e-1) + out_offset * 2^e precomputed: about 7 instructions instead of 30. The
+   per-channel `shift` array of the fast kernels holds pairs {e, rnd} (TKWS_RQ_FAST, _FULL) or
+   {TFLite shift, 0} (TKWS_RQ_EXACT, which falls back to tkws_out_s8). */
+#define TKWS_RQ_EXACT 0 /* TFLite's arithmetic as written */
+#define TKWS_RQ_FAST 1  /* single multiply, then the [act_min, act_max] clamp */
+#define TKWS_RQ_FULL 2  /* single multiply, clamp range [-128, 127]: one SSAT */
+
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+TKWS_INLINE int32_t tkws_smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+TKWS_INLINE int32_t tkws_ssat8(int32_t x)
+{
+    int32_t r;
+    __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(x));
+    return r;
+}
+#else
+TKWS_INLINE int32_t tkws_smmulr(int32_t a, int32_t b) { return (int32_t)(((int64_t)a * b + 0x80000000LL) >> 32); }
+TKWS_INLINE int32_t tkws_ssat8(int32_t x) { return x < -128 ? -128 : x > 127 ? 127 : x; }
+#endif
+
+/* accumulator -> int8 in the fast kernels; `mode` is a compile-time constant where inlined */
+TKWS_INLINE int8_t tkws_rq_out(int32_t acc, int32_t mult, const int32_t *er, const int mode, int32_t out_offset,
+                               int32_t act_min, int32_t act_max)
+{
+    if (mode == TKWS_RQ_EXACT)
+        return tkws_out_s8(acc, mult, er[0], out_offset, act_min, act_max);
+    int32_t r = tkws_smmulr((int32_t)((uint32_t)acc << 1), mult);
+    r = (r + (r >> 31) + er[1]) >> er[0];
+    r = tkws_ssat8(r);
+    if (mode == TKWS_RQ_FAST) {
+        r = r < act_min ? act_min : r;
+        r = r > act_max ? act_max : r;
+    }
+    return (int8_t)r;
+}
+
+/* a fast kernel's body instantiated once per requantization mode */
+#define TKWS_RQ_DISPATCH(mode_value, call)           \
+    do {                                             \
+        switch (mode_value) {                        \
+        case TKWS_RQ_FULL: call(TKWS_RQ_FULL); break; \
+        case TKWS_RQ_FAST: call(TKWS_RQ_FAST); break; \
+        default: call(TKWS_RQ_EXACT); break;          \
+        }                                            \
+    } while (0)
+
 /* ---- dual 16-bit MACs */
 #if defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
@@ -66,6 +145,18 @@ TKWS_INLINE int32_t tkws_sxtb16_ror8(int32_t x)
 }
 #else
 TKWS_INLINE int32_t tkws_sxtb16_ror8(int32_t x) { return __sxtb16((int32_t)(((uint32_t)x >> 8) | ((uint32_t)x << 24))); }
+#endif
+/* acc + bytes 0, 2 of x (sign-extended) as two int16 halves; the same with bytes 1, 3 */
+TKWS_INLINE int32_t tkws_sxtab16(int32_t acc, int32_t x) { return __sxtab16(acc, x); }
+#if defined(__GNUC__)
+TKWS_INLINE int32_t tkws_sxtab16_ror8(int32_t acc, int32_t x)
+{
+    int32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(acc), "r"(x));
+    return r;
+}
+#else
+TKWS_INLINE int32_t tkws_sxtab16_ror8(int32_t acc, int32_t x) { return __sxtab16(acc, (int32_t)(((uint32_t)x >> 8) | ((uint32_t)x << 24))); }
 #endif
 /* acc + lo(x)*lo(y) + hi(x)*hi(y) */
 TKWS_INLINE int32_t tkws_smlad(int32_t x, int32_t y, int32_t acc) { return __smlad(x, y, acc); }
@@ -103,6 +194,8 @@ TKWS_INLINE int32_t tkws_sadd16(int32_t x, int32_t y)
     return (int32_t)((uint32_t)(uint16_t)((int16_t)x + (int16_t)y) | ((uint32_t)(uint16_t)((int16_t)(x >> 16) + (int16_t)(y >> 16)) << 16));
 }
 TKWS_INLINE int32_t tkws_pkhbt(int32_t lo, int32_t hi) { return (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16)); }
+TKWS_INLINE int32_t tkws_sxtab16(int32_t acc, int32_t x) { return tkws_sadd16(acc, tkws_sxtb16(x)); }
+TKWS_INLINE int32_t tkws_sxtab16_ror8(int32_t acc, int32_t x) { return tkws_sadd16(acc, tkws_sxtb16_ror8(x)); }
 #endif
 
 /* unaligned 32-bit load (memcpy: one LDR on Cortex-M7, which allows unaligned LDR) */

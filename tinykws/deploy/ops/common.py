@@ -20,14 +20,23 @@ def hwc(shape) -> tuple[int, int, int]:
     raise DeployError(f"tensor shape {tuple(shape)}: not NHWC or (1, N)")
 
 
-def requant_arrays(im, op, channels: int) -> dict[str, CArray]:
-    """Per-output-channel multiplier and shift (TFLite Micro's computation), a per-tensor value expanded."""
+def requant_arrays(im, op, channels: int, variant=None, params: dict | None = None) -> dict[str, CArray]:
+    """Per-output-channel multiplier and shift (TFLite Micro's computation), a per-tensor value
+    expanded; in the variant's layout, its requantization mode set as params["requant"]."""
     mult, shift = im._multipliers(op)
     mult, shift = np.asarray(mult, np.int64), np.asarray(shift, np.int64)
     if len(mult) == 1 and channels > 1:
         mult, shift = np.repeat(mult, channels), np.repeat(shift, channels)
-    return {"mult": CArray("int32_t", mult.astype(np.int32), "requantization multipliers (Q31)"),
-            "shift": CArray("int32_t", shift.astype(np.int32), "requantization shifts (> 0: left)")}
+    note = "requantization shifts (> 0: left)"
+    if variant is not None and params is not None:
+        T = im.tensors
+        w = T[op.inputs[1]].data
+        b = T[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        mult, shift, params["requant"] = variant.pack_requant(mult, shift, params, w, b)
+        if variant.fast_requant:
+            note = f"requantization {{shift, rounding}} pairs (mode {params['requant']}, tkws_support.h)"
+    return {"mult": CArray("int32_t", np.asarray(mult).astype(np.int32), "requantization multipliers (Q31)"),
+            "shift": CArray("int32_t", np.asarray(shift).astype(np.int32), note)}
 
 
 def clamp(op) -> tuple[int, int]:

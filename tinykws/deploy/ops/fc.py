@@ -16,5 +16,5 @@ def build(im, k, op, kernels, loop_order):
          "in_offset": -T[op.inputs[0]].zp, "out_offset": T[op.output].zp, "act_min": amin, "act_max": amax}
     layer.macs = p["in_n"] * p["out_n"]
     v = select("fc", p, kernels, loop_order)
-    layer.arrays = {**weights_and_bias(im, op, v, p, p["out_n"]), **requant_arrays(im, op, p["out_n"])}
+    layer.arrays = {**weights_and_bias(im, op, v, p, p["out_n"]), **requant_arrays(im, op, p["out_n"], v, p)}
     return finish(layer, v, p, "tkws_fc_params", ["params", "in", "w", "bias", "mult", "shift", "out", "scratch"])
