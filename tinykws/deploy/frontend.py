@@ -344,3 +344,106 @@ class DeviceMFCC:
         out = np.zeros(v.shape, np.int8)
         self.lib.tkws_mfcc_to_s8(v.reshape(-1), out.reshape(-1), v.size, mult, shift, int(zero_point))
         return out
+
+
+# ---------------------------------------------------------------------------- Cortex-M7 cost
+
+def _m7_project(cfg: FrontendConfig, out: Path, n_samples: int, mult: int, shift: int, zp: int,
+                cmsis: Path) -> None:
+    """A bench project in the layout mcu.build_m7 takes: model.h/model.c push the audio hop by hop
+    (tkws_layer_mark around each hop) and write the int8 features of every frame."""
+    import json
+
+    write_mfcc_sources(cfg, out)
+    n_frames = max(0, (n_samples - cfg.win_length) // cfg.hop_length + 1)
+    hops = n_samples // cfg.hop_length
+    (out / "model.h").write_text(f"""#ifndef TKWS_MODEL_H
+#define TKWS_MODEL_H
+#include <stdint.h>
+#define TKWS_INPUT_SIZE {2 * n_samples}
+#define TKWS_OUTPUT_SIZE {max(1, n_frames * cfg.n_mfcc)}
+int tkws_invoke(const int8_t *in, int8_t *out);
+void tkws_layer_mark(int i);
+#endif
+""")
+    (out / "model.c").write_text(f"""/* Bench of the device MFCC: {hops} hops of int16 audio in, int8 features of each frame out. */
+#include <string.h>
+#include "model.h"
+#include "tkws_mfcc.h"
+
+static tkws_mfcc_state st;
+__attribute__((noinline, weak)) void tkws_layer_mark(int i) {{ (void)i; }}
+
+int tkws_invoke(const int8_t *in, int8_t *out)
+{{
+    static int16_t hop[TKWS_MFCC_HOP];
+    int32_t mfcc[TKWS_MFCC_COEFS];
+    int k, f = 0;
+    if (tkws_mfcc_init(&st) != 0) {{
+        return -1;
+    }}
+    for (k = 0; k < {hops}; k++) {{
+        memcpy(hop, in + 2 * k * TKWS_MFCC_HOP, sizeof(hop));
+        tkws_layer_mark(k);
+        if (tkws_mfcc_push(&st, hop, mfcc)) {{
+            tkws_mfcc_to_s8(mfcc, out + f * TKWS_MFCC_COEFS, TKWS_MFCC_COEFS, {mult}, {shift}, {zp});
+            f++;
+        }}
+    }}
+    tkws_layer_mark({hops});
+    return f;
+}}
+""")
+    wrappers = []
+    for src in cmsis_dsp_sources(cmsis):  # build_m7 takes no extra flags: the define goes in a one-line wrapper
+        w = out / f"cmsis_{src.stem}.c"
+        w.write_text(f'#define __GNUC_PYTHON__ 1\n#include "{src}"\n')
+        wrappers.append(w.name)
+    (out / "build.json").write_text(json.dumps({
+        "sources": ["model.c", "tkws_mfcc.c", "tkws_mfcc_tables.c", *wrappers],
+        "include_dirs": [".", *map(str, cmsis_dsp_includes(cmsis))]}, indent=1))
+
+
+def bench_m7(cfg: FrontendConfig | str = "device", audio=None, scale: float = 0.5, zero_point: int = 0,
+             opt: str = "O2", cmsis_dsp: str | Path | None = None, clock_mhz: float = 216.0,
+             work_dir: str | Path | None = None) -> dict:
+    """Build the device MFCC for the Cortex-M7 (arm-none-eabi-gcc, `mcu.build_m7`), push `audio`
+    (int16, default 0.5 s of a seeded noisy tone) hop by hop on the emulated M7 and count
+    instructions per hop; the int8 features are compared with the host mirror."""
+    import tempfile
+
+    from .mcu import build_m7, run_m7
+
+    cfg = get_preset(cfg) if isinstance(cfg, str) else cfg
+    cmsis = find_cmsis_dsp(cmsis_dsp)
+    if audio is None:
+        rng = np.random.default_rng(0)
+        t = np.arange(cfg.sample_rate // 2) / cfg.sample_rate
+        audio = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.02 * rng.standard_normal(len(t))
+    a = DeviceMFCC._int16(audio).reshape(-1)
+    a = a[: len(a) // cfg.hop_length * cfg.hop_length]
+    mult, shift = quant_multiplier(scale)
+    with tempfile.TemporaryDirectory(prefix="tkws_mfcc_m7_") as tmp:
+        proj = Path(work_dir) if work_dir else Path(tmp) / "project"
+        _m7_project(cfg, proj, len(a), mult, shift, int(zero_point), cmsis)
+        elf = build_m7(proj, opt=opt)
+        r = run_m7(elf, a.view(np.int8)[None])
+    host = DeviceMFCC(cfg, cmsis)
+    ref = host.to_int8(host.stream_q16(a), scale, zero_point).reshape(-1)
+    got = r.outputs[0][: len(ref)]
+    per_hop = r.layer_instructions
+    n_win = -(-cfg.win_length // cfg.hop_length)  # hops before the ring holds a frame
+    framed = per_hop[n_win - 1 :]
+    per_frame = int(np.median(framed)) if framed else 0
+    hop_ms = 1000.0 * cfg.hop_length / cfg.sample_rate
+    return {"frontend": cfg.key(), "opt": opt.lstrip("-"), "hops": len(per_hop), "frames": int(r.status[0]),
+            "bit_exact": bool(np.array_equal(got, ref) and r.status[0] == len(ref) // cfg.n_mfcc),
+            "instructions_per_hop": per_frame, "instructions_per_hop_min": int(min(framed)) if framed else 0,
+            "instructions_per_hop_max": int(max(framed)) if framed else 0,
+            "instructions_hop_without_frame": int(per_hop[0]) if per_hop else 0,
+            "est_ms_per_hop": round(per_frame / (clock_mhz * 1e3), 3), "hop_ms": hop_ms,
+            "duty_cycle": round(per_frame / (clock_mhz * 1e3) / hop_ms, 4), "clock_mhz": clock_mhz,
+            "flash_bytes": int(r.flash["model"] + r.flash["kernels"]), "flash": r.flash,
+            "state_bytes": host.state_bytes, "stack_bytes": r.stack_bytes, "ram_bytes": r.ram_bytes,
+            "counting": r.counting,
+            "est_note": "instructions / clock at one instruction per cycle (unicorn has no cycle model)"}

@@ -16,6 +16,11 @@
 #define TKWS_MFCC_H
 
 #include <stdint.h>
+/* The cmsisdsp source distribution ships no CMSIS Core headers, so CMSIS-DSP is built in its portable
+ * mode (__GNUC_PYTHON__); define TKWS_MFCC_CMSIS_CORE to build against CMSIS Core instead. */
+#if !defined(TKWS_MFCC_CMSIS_CORE) && !defined(__GNUC_PYTHON__)
+#define __GNUC_PYTHON__ 1
+#endif
 #include "arm_math.h"
 #include "tkws_mfcc_config.h"
 
