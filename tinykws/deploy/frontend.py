@@ -447,3 +447,59 @@ def bench_m7(cfg: FrontendConfig | str = "device", audio=None, scale: float = 0.
             "state_bytes": host.state_bytes, "stack_bytes": r.stack_bytes, "ram_bytes": r.ram_bytes,
             "counting": r.counting,
             "est_note": "instructions / clock at one instruction per cycle (unicorn has no cycle model)"}
+
+
+# ---------------------------------------------------------------------------- float vs fixed point
+
+def split_audio(data_dir: str | Path, split: str, labels: list[str], seed: int = 0):
+    """(int16 audio (N, 16000), labels (N,)) of a split, chosen as tinykws.train.evaluate chooses them."""
+    from ..data.clips import load_clips
+    from ..data.speech_commands import SpeechCommands
+    from ..train.evaluate import task_of
+
+    ds = SpeechCommands.open(data_dir)
+    clips = load_clips(ds, ds.entries(split, task_of(labels), 0.1, 0.1, seed), labels, seed)
+    if len(clips) == 0:
+        raise DeployError(f"{data_dir}: no readable clips in the {split} split")
+    return clips.audio, np.asarray(clips.labels)
+
+
+def agreement(im, audio, y=None, cmsis_dsp: str | Path | None = None, batch: int = 256) -> dict:
+    """The int8 model `im` (an IntModel) fed the float training features against the device's
+    fixed-point features of the same int16 clips: top-1 changes, accuracies, the feature gap."""
+    import torch
+
+    from ..audio import build_frontend
+
+    cfg = FrontendConfig.from_dict(im.meta["frontend"]) if isinstance(im.meta.get("frontend"), dict) \
+        else get_preset(im.meta.get("frontend") or "device")
+    dev = DeviceMFCC(cfg, cmsis_dsp)
+    t = im.tensors[im.input]
+    scale, zp = float(t.scale[0]), int(t.zp)
+    a = DeviceMFCC._int16(audio)
+    fe = build_frontend(cfg)
+    p_f, p_d, gap_max, gap_sum, q_diff, q_max, n_vals = [], [], 0.0, 0.0, 0, 0, 0
+    for i in range(0, len(a), batch):
+        chunk = a[i : i + batch]
+        with torch.no_grad():
+            ff = fe(torch.from_numpy(chunk.astype(np.float32) / 32768.0)).numpy()
+        q16 = dev.clip_q16(chunk)
+        fd = q16.astype(np.float64) / Q16
+        gap = np.abs(fd - ff)
+        gap_max, gap_sum, n_vals = max(gap_max, float(gap.max())), gap_sum + float(gap.sum()), n_vals + gap.size
+        xf, xd = im.quantize_input(ff), dev.to_int8(q16, scale, zp).reshape(len(chunk), *t.shape[1:])
+        dq = np.abs(xf.astype(np.int32) - xd.astype(np.int32))
+        q_diff, q_max = q_diff + int((dq > 0).sum()), max(q_max, int(dq.max()))
+        p_f.append(im.run(xf).reshape(len(chunk), -1).argmax(1))
+        p_d.append(im.run(xd).reshape(len(chunk), -1).argmax(1))
+    p_f, p_d = np.concatenate(p_f), np.concatenate(p_d)
+    changed = int((p_f != p_d).sum())
+    out = {"n": int(len(a)), "top1_changed": changed, "top1_changed_frac": changed / len(a),
+           "feature_gap_max": gap_max, "feature_gap_mean": gap_sum / n_vals,
+           "int8_inputs_differing_frac": q_diff / n_vals, "int8_inputs_max_diff": q_max,
+           "input_scale": scale, "input_zero_point": zp}
+    if y is not None:
+        y = np.asarray(y)
+        out["int8_acc_float_features"] = float((p_f == y).mean())
+        out["int8_acc_device_features"] = float((p_d == y).mean())
+    return out
