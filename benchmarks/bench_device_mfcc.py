@@ -67,11 +67,12 @@ def main() -> None:
         one_s = audio[0]  # one real clip, pushed hop by hop
         for opt in ("O2", "Os"):
             r = bench_m7(cfg, audio=one_s, scale=float(im.tensors[im.input].scale[0]),
-                         zero_point=int(im.tensors[im.input].zp), opt=opt, cmsis_dsp=args.cmsis_dsp)
+                         zero_point=int(im.tensors[im.input].zp), opt=opt, cmsis_dsp=args.cmsis_dsp,
+                         stages=True)
             m7[opt] = {k: r[k] for k in ("bit_exact", "hops", "frames", "instructions_per_hop",
                                          "instructions_per_hop_min", "instructions_per_hop_max",
                                          "instructions_hop_without_frame", "est_ms_per_hop", "duty_cycle",
-                                         "flash_bytes", "state_bytes", "stack_bytes", "ram_bytes")}
+                                         "flash_bytes", "state_bytes", "stack_bytes", "ram_bytes", "stages")}
         m7["counting"] = r["counting"]
         m7["est_note"] = r["est_note"]
     print(json.dumps({"model": args.model, "frontend": cfg.to_dict(), "split": args.split,

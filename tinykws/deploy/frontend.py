@@ -58,6 +58,8 @@ CMSIS_DSP_SOURCES = (
     "Source/MatrixFunctions/arm_mat_vec_mult_q31.c",
 )
 CMSIS_DSP_DEFINES = ("-D__GNUC_PYTHON__",)
+# the stages of one frame, as tkws_mfcc.c marks them (TKWS_MFCC_PROFILE)
+STAGES = ("ring_copy", "scale_window", "rfft", "magnitude", "mel_log", "dct", "int8")
 FFT_SIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
@@ -150,8 +152,9 @@ def _c_ints(vals, per_line: int = 8) -> str:
     return "    " + ",\n    ".join(rows)
 
 
-def write_mfcc_sources(cfg: FrontendConfig, out_dir: str | Path) -> list[Path]:
-    """Write the C front end of `cfg` into out_dir: tkws_mfcc.c/.h, tkws_mfcc_config.h, tkws_mfcc_tables.c."""
+def write_mfcc_sources(cfg: FrontendConfig, out_dir: str | Path, profile: bool = False) -> list[Path]:
+    """Write the C front end of `cfg` into out_dir: tkws_mfcc.c/.h, tkws_mfcc_config.h, tkws_mfcc_tables.c
+    (profile: tkws_mfcc.c calls tkws_layer_mark between its stages)."""
     t = mfcc_tables(cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -176,6 +179,7 @@ def write_mfcc_sources(cfg: FrontendConfig, out_dir: str | Path) -> list[Path]:
 /* log floor {cfg.log_offset:g} in the mel accumulator's units (q16.48 of mel / 2^FFT_BITS) */
 #define TKWS_MFCC_FLOOR_ACC {t['floor_acc']}LL
 #define TKWS_MFCC_RFFT_INIT arm_rfft_init_{t['fft']}_q31
+{"#define TKWS_MFCC_PROFILE 1" if profile else ""}
 
 extern const int32_t tkws_mfcc_window[TKWS_MFCC_WIN];
 extern const uint16_t tkws_mfcc_mel_pos[TKWS_MFCC_MELS];
@@ -349,12 +353,12 @@ class DeviceMFCC:
 # ---------------------------------------------------------------------------- Cortex-M7 cost
 
 def _m7_project(cfg: FrontendConfig, out: Path, n_samples: int, mult: int, shift: int, zp: int,
-                cmsis: Path) -> None:
+                cmsis: Path, stages: bool = False) -> None:
     """A bench project in the layout mcu.build_m7 takes: model.h/model.c push the audio hop by hop
     (tkws_layer_mark around each hop) and write the int8 features of every frame."""
     import json
 
-    write_mfcc_sources(cfg, out)
+    write_mfcc_sources(cfg, out, profile=stages)
     n_frames = max(0, (n_samples - cfg.win_length) // cfg.hop_length + 1)
     hops = n_samples // cfg.hop_length
     (out / "model.h").write_text(f"""#ifndef TKWS_MODEL_H
@@ -406,10 +410,11 @@ int tkws_invoke(const int8_t *in, int8_t *out)
 
 def bench_m7(cfg: FrontendConfig | str = "device", audio=None, scale: float = 0.5, zero_point: int = 0,
              opt: str = "O2", cmsis_dsp: str | Path | None = None, clock_mhz: float = 216.0,
-             work_dir: str | Path | None = None) -> dict:
+             work_dir: str | Path | None = None, stages: bool = False) -> dict:
     """Build the device MFCC for the Cortex-M7 (arm-none-eabi-gcc, `mcu.build_m7`), push `audio`
     (int16, default 0.5 s of a seeded noisy tone) hop by hop on the emulated M7 and count
-    instructions per hop; the int8 features are compared with the host mirror."""
+    instructions per hop; the int8 features are compared with the host mirror. stages=True also
+    measures one frame stage by stage (the marks inside tkws_mfcc.c; a separate build)."""
     import tempfile
 
     from .mcu import build_m7, run_m7
@@ -428,6 +433,11 @@ def bench_m7(cfg: FrontendConfig | str = "device", audio=None, scale: float = 0.
         _m7_project(cfg, proj, len(a), mult, shift, int(zero_point), cmsis)
         elf = build_m7(proj, opt=opt)
         r = run_m7(elf, a.view(np.int8)[None])
+        if stages:
+            n = (-(-cfg.win_length // cfg.hop_length) + 1) * cfg.hop_length
+            sp = Path(tmp) / "stages"
+            _m7_project(cfg, sp, n, mult, shift, int(zero_point), cmsis, stages=True)
+            marks = run_m7(build_m7(sp, opt=opt), a[:n].view(np.int8)[None]).layer_instructions
     host = DeviceMFCC(cfg, cmsis)
     ref = host.to_int8(host.stream_q16(a), scale, zero_point).reshape(-1)
     got = r.outputs[0][: len(ref)]
@@ -445,6 +455,7 @@ def bench_m7(cfg: FrontendConfig | str = "device", audio=None, scale: float = 0.
             "duty_cycle": round(per_frame / (clock_mhz * 1e3) / hop_ms, 4), "clock_mhz": clock_mhz,
             "flash_bytes": int(r.flash["model"] + r.flash["kernels"]), "flash": r.flash,
             "state_bytes": host.state_bytes, "stack_bytes": r.stack_bytes, "ram_bytes": r.ram_bytes,
+            "stages": dict(zip(STAGES, map(int, marks[-len(STAGES):]))) if stages else {},
             "counting": r.counting,
             "est_note": "instructions / clock at one instruction per cycle (unicorn has no cycle model)"}
 

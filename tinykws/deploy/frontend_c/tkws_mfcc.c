@@ -12,6 +12,13 @@
 
 #define TKWS_LN2_Q26 46516320LL /* ln(2) * 2^26 */
 
+#ifdef TKWS_MFCC_PROFILE /* stage marks for the cost per stage on the emulated Cortex-M7 */
+void tkws_layer_mark(int i);
+#define TKWS_MFCC_MARK(i) tkws_layer_mark(i)
+#else
+#define TKWS_MFCC_MARK(i)
+#endif
+
 static const arm_matrix_instance_q31 tkws_mfcc_dct_mat = {
     TKWS_MFCC_COEFS, TKWS_MFCC_MELS, (q31_t *)tkws_mfcc_dct};
 
@@ -59,6 +66,7 @@ static void tkws_mfcc_compute(tkws_mfcc_state *st, int32_t *mfcc_q16)
     uint32_t i, m = 0, coef = 0;
     int32_t s = 0;
 
+    TKWS_MFCC_MARK(1);
     for (i = 0; i < TKWS_MFCC_WIN; i++) {
         m |= (x[i] < 0) ? (uint32_t)(-(int64_t)x[i]) : (uint32_t)x[i];
     }
@@ -73,11 +81,14 @@ static void tkws_mfcc_compute(tkws_mfcc_state *st, int32_t *mfcc_q16)
     for (i = TKWS_MFCC_WIN; i < TKWS_MFCC_FFT; i++) {
         x[i] = 0;
     }
+    TKWS_MFCC_MARK(2);
     arm_rfft_q31(&st->rfft, x, st->spec); /* output: X / 2^TKWS_MFCC_FFT_BITS */
+    TKWS_MFCC_MARK(3);
 
     for (i = 0; i < TKWS_MFCC_BINS; i++) { /* the frame buffer now holds the magnitudes */
         x[i] = tkws_mag(spec[2 * i], spec[2 * i + 1]);
     }
+    TKWS_MFCC_MARK(4);
     for (i = 0; i < TKWS_MFCC_MELS; i++) {
         q63_t acc;
         uint64_t L;
@@ -95,7 +106,9 @@ static void tkws_mfcc_compute(tkws_mfcc_state *st, int32_t *mfcc_q16)
         t = (int64_t)lg + (int64_t)(e + 1 - 48 + TKWS_MFCC_FFT_BITS - s) * TKWS_LN2_Q26;
         st->logmel[i] = (q31_t)((t + (1 << 9)) >> 10);             /* 16 fractional bits */
     }
+    TKWS_MFCC_MARK(5);
     arm_mat_vec_mult_q31(&tkws_mfcc_dct_mat, st->logmel, (q31_t *)mfcc_q16);
+    TKWS_MFCC_MARK(6);
 }
 
 void tkws_mfcc_frame(tkws_mfcc_state *st, const int16_t *samples, int32_t *mfcc_q16)
