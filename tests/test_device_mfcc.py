@@ -54,6 +54,11 @@ def test_stream_ring_buffer_gives_the_clip_frames(dev, test_audio):
     k = 30
     end = (k + 2) * cfg.hop_length
     assert np.array_equal(s[k], dev.clip_q16(long[end - cfg.win_length : end])[0])
+    st = dev.stream()  # the same one hop at a time, with its own state
+    got = [st.push(long[i : i + cfg.hop_length]) for i in range(0, 40 * cfg.hop_length, cfg.hop_length)]
+    assert got[0] is None and np.array_equal(np.stack(got[1:]), s[:39])
+    with pytest.raises(DeployError, match="exactly 320 samples"):
+        st.push(long[:100])
 
 
 def test_int8_conversion_matches_the_model_rounding(dev):

@@ -341,6 +341,10 @@ class DeviceMFCC:
                 frames.append(buf.copy())
         return np.stack(frames) if frames else np.zeros((0, c), np.int32)
 
+    def stream(self) -> "MFCCStream":
+        """A fresh incremental front end (its own ring buffer): .push(hop) -> one frame or None."""
+        return MFCCStream(self)
+
     def to_int8(self, q16, scale: float, zero_point: int) -> np.ndarray:
         """The device's conversion of MFCC (int32, * 65536) to the model's int8 input."""
         mult, shift = quant_multiplier(scale)
@@ -348,6 +352,28 @@ class DeviceMFCC:
         out = np.zeros(v.shape, np.int8)
         self.lib.tkws_mfcc_to_s8(v.reshape(-1), out.reshape(-1), v.size, mult, shift, int(zero_point))
         return out
+
+
+class MFCCStream:
+    """One stream through the device's ring buffer: push TKWS_MFCC_HOP int16 samples at a time."""
+
+    def __init__(self, dev: DeviceMFCC):
+        self.dev = dev
+        self.hop = dev.cfg.hop_length
+        self._state = ctypes.create_string_buffer(dev.state_bytes)
+        if dev.lib.tkws_mfcc_init(self._state) != 0:
+            raise DeployError(f"CMSIS-DSP has no q31 real FFT of size {dev.cfg.n_fft}")
+        self._buf = np.zeros(dev.cfg.n_mfcc, np.int32)
+
+    def push(self, hop) -> np.ndarray | None:
+        """`hop` new samples (int16, or float in [-1, 1]) -> the new frame (n_mfcc,) int32 (MFCC * 65536),
+        or None while the ring holds less than one frame."""
+        h = DeviceMFCC._int16(hop).reshape(-1)
+        if len(h) != self.hop:
+            raise DeployError(f"push takes exactly {self.hop} samples (one hop), got {len(h)}")
+        if self.dev.lib.tkws_mfcc_push(self._state, np.ascontiguousarray(h), self._buf):
+            return self._buf.copy()
+        return None
 
 
 # ---------------------------------------------------------------------------- Cortex-M7 cost
