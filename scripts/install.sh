@@ -26,3 +26,14 @@ VPY=.venv/bin/python
 $VPY -m pip install -q --upgrade pip >/dev/null
 $VPY -m pip install -q "torch==2.13.0"
 $VPY -m pip install -q -e ".[test]"
+# CMSIS-DSP C sources for the device MFCC (tinykws.deploy.frontend builds from them; nothing of
+# CMSIS-DSP is copied into tinykws): the `cmsisdsp` source distribution, unpacked into .cache/cmsisdsp.
+CMSIS_DSP_VERSION=1.10.3
+CMSIS_DSP_DIR=.cache/cmsisdsp/cmsisdsp-$CMSIS_DSP_VERSION
+if [ ! -f "$CMSIS_DSP_DIR/Include/arm_math.h" ]; then
+  mkdir -p .cache/cmsisdsp
+  $VPY -m pip download -q "cmsisdsp==$CMSIS_DSP_VERSION" --no-binary cmsisdsp --no-deps -d .cache/cmsisdsp >/dev/null \
+    && tar xzf ".cache/cmsisdsp/cmsisdsp-$CMSIS_DSP_VERSION.tar.gz" -C .cache/cmsisdsp \
+    || { echo "install.sh: could not fetch the cmsisdsp $CMSIS_DSP_VERSION source distribution from PyPI into" \
+              ".cache/cmsisdsp (the device MFCC needs its C sources; or set TINYKWS_CMSIS_DSP=DIR)" >&2; exit 1; }
+fi

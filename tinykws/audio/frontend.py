@@ -111,9 +111,15 @@ class FrontendConfig:
 # over 20-4000 Hz on the magnitude spectrum, sqrt(2/40) DCT, audio as int16 / 32768 (no peak normalization).
 # raw: waveform as int16 / 32768, as MLPerf's own time-domain ("td_samples") input.
 _PAPER = dict(win_length=640, hop_length=320, n_fft=640, input_norm="none")
+# device: what the fixed-point C front end (tinykws.deploy.frontend, CMSIS-DSP q31) computes frame by frame
+# on a stream: 512-sample (32 ms) frames = the FFT size (CMSIS-DSP FFTs are powers of two), 20 ms hop,
+# 49 x 10 as MLPerf, audio as int16 / 32768 with NO per-clip normalization; level is handled by a fixed
+# log floor: log(mel + 1e-4), 1e-4 being about the mel energy of int16 quantization noise.
+DEVICE = FrontendConfig(win_length=512, hop_length=320, n_fft=512, input_norm="none", log_offset=1e-4)
 PRESETS: dict[str, FrontendConfig] = {
     **{f"paper{n}": FrontendConfig(n_mfcc=n, **_PAPER) for n in (10, 20, 30, 40)},
     "mlperf": FrontendConfig(),
+    "device": DEVICE,
     "raw": FrontendConfig(kind="raw", input_norm="none"),
 }
 

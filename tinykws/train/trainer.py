@@ -39,7 +39,7 @@ class TrainConfig:
     model: str = setting("dscnn_mlperf", help="architecture from the registry (see `tinykws models`)")
     model_kwargs: dict = field(default_factory=dict)
     task: str = setting("12", help="'12' (10 keywords + silence + unknown), '35' (every word) or your words a,b,c")
-    frontend: str = setting("mlperf", help="front-end preset: mlperf, paper10..paper40, raw")
+    frontend: str = setting("mlperf", help="front-end preset: mlperf, device, paper10..paper40, raw")
     extra_data: list[str] = field(default_factory=list)  # more folders whose every clip is training data
     epochs: int = setting(80, lo=1, help="training epochs")
     batch_size: int = setting(100, lo=1, help="clips per step")
