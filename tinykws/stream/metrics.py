@@ -5,7 +5,8 @@ not yet matched keyword w of the truth has speech_start <= t <= speech_end + tol
 first such one); otherwise it is a false alarm (a second detection of a word already hit, a wrong
 keyword, a detection on an unknown word or in noise). Latency = t - speech_end (the spoken
 part's end, 10 ms frames within 30 dB of the loudest; negative when the detector fires before
-the word ends). Every keyword of the truth without a hit is a miss.
+the word ends). Every keyword of the truth without a hit is a miss. Hits are also counted per
+keyword and per SNR of the noise under the word (`silence`: a gap without noise).
 """
 from __future__ import annotations
 
@@ -53,14 +54,18 @@ def match(events: list[Event], truth: list[dict], hours: float, tolerance_ms: in
     is_kw = np.array([t["kind"] == "keyword" for t in truth], bool)
     fa, n, hits = sum(kinds.values()), int(is_kw.sum()), int(hit.sum())
     per_kw: dict[str, dict] = {}
+    per_snr: dict[str, dict] = {}
     for t, h in zip(truth, hit):
         if t["kind"] == "keyword":
-            d = per_kw.setdefault(t["word"], {"keywords": 0, "hits": 0})
-            d["keywords"] += 1
-            d["hits"] += int(h)
+            for d in (per_kw.setdefault(t["word"], {"keywords": 0, "hits": 0}),
+                      per_snr.setdefault("silence" if t.get("snr_db") is None else f"{t['snr_db']:g} dB",
+                                         {"keywords": 0, "hits": 0})):
+                d["keywords"] += 1
+                d["hits"] += int(h)
     return {"keywords": n, "hits": hits, "misses": n - hits, "false_alarms": fa,
             "hours": hours, "false_alarms_per_hour": fa / hours if hours > 0 else 0.0,
             "false_reject_rate": (n - hits) / n if n else 0.0, "hit_rate": hits / n if n else 0.0,
             "mean_latency_ms": float(1000 * np.mean(latency)) if latency else None,
             "median_latency_ms": float(1000 * np.median(latency)) if latency else None,
-            "false_alarm_kinds": kinds, "per_keyword": dict(sorted(per_kw.items())), "tolerance_ms": tolerance_ms}
+            "false_alarm_kinds": kinds, "per_keyword": dict(sorted(per_kw.items())),
+            "per_snr": per_snr, "tolerance_ms": tolerance_ms}

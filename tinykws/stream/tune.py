@@ -7,6 +7,7 @@ re-runs the smoothing and the state machine, so a sweep of hundreds of settings 
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -81,6 +82,11 @@ def tune(data_dir, model=None, listen_cfg: ListenConfig | None = None, cfg: Tune
          log=lambda *a: None) -> dict:
     """Sweep on a validation stream, choose the operating point, report it on a testing stream.
     `stream` sets everything but split and length (taken from `cfg`)."""
+    from ..data.speech_commands import DatasetWarning, SpeechCommands
+
+    if SpeechCommands.open(data_dir).test_set_layout:
+        warnings.warn(f"{data_dir}: an official test-set folder has no validation speakers; the operating point "
+                      f"is chosen on the same clips it is reported on", DatasetWarning, stacklevel=2)
     scorer = make_scorer(model)
     cfg = cfg or TuneConfig()
     listen_cfg = listen_cfg or ListenConfig()
