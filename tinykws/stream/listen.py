@@ -118,10 +118,10 @@ class WindowFeatures:
         power = spec.real.square() + spec.imag.square()
         mel = (power if fe.spectrum == "power" else power.sqrt()) @ m.mel  # (frames, n_mels)
         idx = torch.arange(n)[:, None] * self.step + torch.arange(fe.n_frames)[None, :]
-        win = mel[idx]  # (n, n_frames, n_mels)
-        if self.peak:
-            scale = torch.from_numpy(self._window_peaks(seg, n))
-            win = win / (scale if fe.spectrum == "magnitude" else scale.square())[:, None, None]
+        if not self.peak:  # log and DCT act per frame: once per frame, then windows by slicing
+            return (torch.log(mel + fe.log_offset) @ m.dct)[idx]
+        scale = torch.from_numpy(self._window_peaks(seg, n))  # the divisor differs per window
+        win = mel[idx] / (scale if fe.spectrum == "magnitude" else scale.square())[:, None, None]
         return torch.log(win + fe.log_offset) @ m.dct
 
     def _window_peaks(self, seg: np.ndarray, n: int) -> np.ndarray:
