@@ -27,5 +27,10 @@ def test_demo_on_synthetic_speech(tmp_path):
     assert mcu["bit_exact"] and mcu["macs"] == 2_656_768 and mcu["instructions"] > mcu["macs"]
     assert mcu["flash_bytes"] > 22_000 and mcu["arena_bytes"] <= 16_000 and mcu["ram_bytes"] > mcu["arena_bytes"]
     assert f"{mcu['instructions'] / 1e6:.2f} M instructions" in report
+    # a short streaming evaluation of the model: operating point chosen on validation clips, tested
+    st = saved["stream"]
+    assert st["keywords"] > 0 and st["hits"] + st["misses"] == st["keywords"] and 0 <= st["hit_rate"] <= 1
+    assert st["hours"] == pytest.approx(2 / 60) and st["false_alarms_per_hour"] == st["false_alarms"] / st["hours"]
+    assert (out / "stream_det.png").is_file() and f"{st['hits']} of {st['keywords']} keywords found" in report
     with pytest.raises(FileExistsError, match="--overwrite"):
         run_demo(out=out, epochs=1, progress=False, log=lambda *_: None, synth=synth)

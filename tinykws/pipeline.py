@@ -14,13 +14,16 @@ from .train import TrainConfig, evaluate_dir, format_result, plot_confusion, sav
 
 def run_demo(data: str | Path | None = None, out: str | Path = "tinykws-demo", epochs: int = 60,
              model: str = "dscnn_mlperf", overwrite: bool = False, progress: bool = True, log=print,
-             synth: SynthConfig | None = None, search_epochs: int = 4, search_train_epochs: int = 10) -> dict:
+             synth: SynthConfig | None = None, search_epochs: int = 4, search_train_epochs: int = 10,
+             stream_minutes: float = 2.0) -> dict:
     """Train and evaluate a DS-CNN; without `data`, on freshly generated synthetic speech. Then a
     short architecture search (`search_epochs`, 0 = none) whose model is trained from scratch for
-    `search_train_epochs` and tested, next to the DS-CNN.
+    `search_train_epochs` and tested, next to the DS-CNN. Then a short streaming evaluation: the
+    detector tuned on `stream_minutes` of stream from the validation clips, reported on as much
+    from the testing clips.
 
     Writes to `out`: metrics.json, report.md, confusion.png, model.pt, run/ (checkpoints, metrics.jsonl),
-    c/ (the int8 model as a C99 project), nas/ (the search, its trained model, report.md) and, for
+    c/ (the int8 model as a C99 project), stream_det.png, nas/ (the search, its trained model, report.md) and, for
     synthetic data, data/.
     """
     out = Path(out)
@@ -55,6 +58,8 @@ def run_demo(data: str | Path | None = None, out: str | Path = "tinykws-demo", e
     int8 = int8_summary(out / "model.pt", data, im=im)  # run by the integer reference
     log("generating C and measuring it on the emulated Cortex-M7 ...")
     mcu = deploy_summary(im, data, out / "c")
+    log(f"streaming evaluation ({stream_minutes:g} + {stream_minutes:g} minutes of stream) ...")
+    stream = stream_summary(out / "model.pt", data, stream_minutes, out / "stream_det.png")
     nas = None
     if search_epochs > 0:
         from .nas.search import short_search_demo
@@ -65,7 +70,7 @@ def run_demo(data: str | Path | None = None, out: str | Path = "tinykws-demo", e
     report = {"data": str(data), "synthetic": synthetic, "model": model, "epochs": epochs,
               "val_accuracy": bundle.metrics["val_acc"], "test": test.to_dict(),
               "cost": {k: cost[k] for k in ("params", "macs", "weight_bytes", "peak_activation_bytes")},
-              "int8": int8, "mcu": mcu, "nas": nas, "search_train_epochs": search_train_epochs if nas else None, "seconds": round(time.time() - t0, 1)}
+              "int8": int8, "mcu": mcu, "stream": stream, "nas": nas, "search_train_epochs": search_train_epochs if nas else None, "seconds": round(time.time() - t0, 1)}
     nas_md = "" if nas is None else (
         f"## Short architecture search\n\nDerived architecture `{nas['arch']}` (MBConv space, width 0.5): "
         f"{nas['macs'] / 1e6:.3f} M MACs, {nas['params']:,} parameters; test accuracy {100 * nas['test_acc']:.2f}% "
@@ -84,7 +89,7 @@ def run_demo(data: str | Path | None = None, out: str | Path = "tinykws-demo", e
         f"Validation accuracy (best epoch): {100 * bundle.metrics['val_acc']:.2f}%\n\n"
         f"Quantized (int8 post-training, integer reference): test accuracy {100 * int8['test_accuracy']:.2f}%, "
         f"{int8['weight_bytes'] / 1024:.1f} KiB int8 weights + {int8['bias_bytes'] / 1024:.1f} KiB int32 biases, "
-        f".tflite {int8['tflite_bytes'] / 1024:.1f} KiB\n\n{mcu_markdown(mcu)}"
+        f".tflite {int8['tflite_bytes'] / 1024:.1f} KiB\n\n{mcu_markdown(mcu)}{stream_markdown(stream)}"
         f"```\n{format_result(test)}\n```\n\n![confusion](confusion.png)\n\n{nas_md}Time: {report['seconds']} s\n")
     log(format_result(test))
     return report
@@ -118,3 +123,33 @@ def mcu_markdown(m: dict) -> str:
             f"{m['arena_bytes']:,} + stack {m['stack_bytes']:,} + other); outputs "
             f"{'bit-exact with' if m['bit_exact'] else 'DIFFERENT from'} the integer reference on "
             f"{m['inputs']} test clips\n\n")
+
+
+def stream_summary(model_path, data, minutes: float, png: Path) -> dict:
+    """The detector's operating point chosen on a short stream of validation clips (at most 0.5
+    false alarms per hour, else the fewest), and its hits and false alarms on a testing stream."""
+    from .stream import ListenConfig, StreamConfig
+    from .stream.tune import TuneConfig, tune
+
+    r = tune(data, model_path, ListenConfig(), TuneConfig(val_minutes=minutes, test_minutes=minutes),
+             StreamConfig(), png=png)
+    t, d = r["testing"], r["testing_recognize_commands_defaults"]
+    keep = ("keywords", "hits", "misses", "false_alarms", "hours", "false_alarms_per_hour", "false_reject_rate",
+            "mean_latency_ms")
+    return {"minutes": minutes, "hop_ms": r["listen"]["hop_ms"], "chosen": r["chosen"],
+            "hit_rate": t["hits"] / t["keywords"] if t["keywords"] else 0.0, **{k: t[k] for k in keep},
+            "recognize_commands_defaults": {k: d[k] for k in keep},
+            "real_time_factor": r["testing_stream"]["real_time_factor"], "det_png": str(png)}
+
+
+def stream_markdown(s: dict) -> str:
+    c = s["chosen"]
+    lat = f", mean latency {s['mean_latency_ms']:.0f} ms" if s["mean_latency_ms"] is not None else ""
+    return (f"Streaming ({s['minutes']:g} minutes of stream from the testing clips over noise and silence, "
+            f"hop {s['hop_ms']} ms; detector threshold {c['threshold']:g}, window {c['window_ms']} ms, suppression "
+            f"{c['suppression_ms']} ms, chosen on as long a stream of validation clips): {s['hits']} of "
+            f"{s['keywords']} keywords found (hit rate {100 * s['hit_rate']:.1f}%), {s['false_alarms']} false alarms "
+            f"({s['false_alarms_per_hour']:.1f} per hour){lat}; real-time factor {s['real_time_factor']:.3f}. "
+            f"With RecognizeCommands' defaults: {s['recognize_commands_defaults']['hits']} found, "
+            f"{s['recognize_commands_defaults']['false_alarms']} false alarms. A stream this short resolves false "
+            f"alarms per hour only to {1 / s['hours']:.0f}; see docs/streaming.md. ![DET](stream_det.png)\n\n")

@@ -272,12 +272,13 @@ def main() -> None:
 
 
 def _register_stages() -> None:
-    from . import deploy_cmds, mcu_cmds, nas_cmds, quant_cmds
+    from . import deploy_cmds, mcu_cmds, nas_cmds, quant_cmds, stream_cmds
 
     quant_cmds.register(app)
     deploy_cmds.register(app)
     mcu_cmds.register(app)
     nas_cmds.register(app)
+    stream_cmds.register(app)
 
 
 _register_stages()
