@@ -125,3 +125,34 @@ def test_sparse_selection():
     assert name is None and "break-even" in why
     with pytest.raises(ValueError, match="sparse 'x'"):
         KL.select("conv", pw, kernels="fast", sparse="x", w=w0)
+
+
+@pytest.mark.slow
+def test_sparse_kernels_on_emulated_m7(tmp_path):
+    """The DSP-extension paths (SXTB16/SMLAD, LDRD, SMMULR/SSAT requantization) of the sparse kernels,
+    built for the Cortex-M7 and run on the emulator, equal the integer reference (5x6x8 input, zero
+    point -128, 12 and 5 output channels: full and tail passes of 4 pixels, strides 1 and 2)."""
+    from test_deploy_kernels import _m7_or_fail, m7_kernel_project
+
+    mcu = _m7_or_fail()
+    rng = np.random.default_rng(31)
+    x = rng.integers(-128, 128, (1, 5, 6, 8)).astype(np.int8)
+    in_zp = -128
+    calls, want = [], []
+    for oc, s, stride in ((12, 0.6, (1, 1)), (5, 0.9, (2, 2))):
+        for name in SPARSE_VARIANTS:
+            w = sparse_weights(rng, oc, 8, s, blocks=name == "tkws_pw_s8_block4")
+            bias = rng.integers(-3000, 3000, oc).astype(np.int32)
+            mult, shift = _requant(rng, oc, bool(rng.integers(0, 2)))
+            out_zp = _zp(rng)
+            qmin, qmax = _clamp(rng, out_zp)
+            y = K.conv2d(x, in_zp, w, bias, stride, (0, 0, 0, 0), mult, shift, out_zp, qmin, qmax)
+            c = dict(x=x, w=w, stride=stride, pad=(0, 0, 0, 0), dm=1, in_zp=in_zp, out_zp=out_zp, qmin=qmin, qmax=qmax)
+            calls.append((name, "conv", _conv_params(c, y), w, bias, mult, shift, y.size))
+            want.append(y.reshape(-1))
+    m7_kernel_project(tmp_path / "proj", calls, x)
+    r = mcu.run_m7(mcu.build_m7(tmp_path / "proj", opt="O2", dsp=True), x.reshape(1, -1))
+    got, at = r.outputs.reshape(-1), 0
+    for (name, *_), yv in zip(calls, want):
+        np.testing.assert_array_equal(got[at: at + yv.size], yv, err_msg=f"{name} on the emulated Cortex-M7")
+        at += yv.size
