@@ -156,3 +156,42 @@ def test_sparse_kernels_on_emulated_m7(tmp_path):
     for (name, *_), yv in zip(calls, want):
         np.testing.assert_array_equal(got[at: at + yv.size], yv, err_msg=f"{name} on the emulated Cortex-M7")
         at += yv.size
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loop_order", ["input"])
+def test_generated_sparse_model_bit_exact(tmp_path, loop_order):
+    """generate(..., sparse="auto"): a DS-CNN whose pointwise layers are 95% / 75% in 1x4 blocks /
+    dense / 90% sparse gets zero-skip, block-sparse, dense and zero-skip kernels, says why, and the
+    host build equals the integer model; the default stays dense."""
+    import torch
+
+    from tinykws.deploy import generate, run_host
+    from tinykws.models import create_model
+    from tinykws.quant import PTQConfig, quantize_, to_integer
+
+    torch.manual_seed(0)
+    m = create_model("dscnn_s").eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for i, (s, blocks) in enumerate([(0.95, False), (0.75, True), (0.0, False), (0.9, False)]):
+            wt = m.blocks[i].pw.conv.weight  # [out, in, 1, 1]
+            if blocks:
+                keep = (torch.rand(wt.shape[0], wt.shape[1] // 4, generator=g) >= s).repeat_interleave(4, dim=1)
+            else:
+                keep = torch.rand(wt.shape[:2], generator=g) >= s
+            wt.mul_(keep[:, :, None, None].float())
+    quantize_(m, PTQConfig(), calib=torch.randn(16, *m.input_shape))
+    im = to_integer(m)
+    x = im.quantize_input(torch.randn(4, *m.input_shape).numpy())
+    gen = generate(im, tmp_path / "p", kernels="fast", loop_order=loop_order, sparse="auto")
+    pw = [l for l in gen.layers if "kernel_choice" in l and l["in_shape"][1:] == l["out_shape"][1:]
+          and l["macs"] == 25 * 5 * 64 * 64]
+    zs = "tkws_pw_s8_sparse_wo" if loop_order == "weight" else "tkws_pw_s8_sparse"
+    dense = "tkws_conv_s8_fast_wo" if loop_order == "weight" else "tkws_pw_s8_fast_wide"
+    want = [zs, "tkws_pw_s8_block4" if loop_order == "input" else dense, dense, zs if loop_order == "input" else dense]
+    assert [l["kernel"] for l in pw] == want, [(l["kernel"], l["kernel_choice"]) for l in pw]
+    assert all("sparsity" in l["kernel_choice"] for l in pw)
+    assert np.array_equal(run_host(tmp_path / "p", x), im.run(x).reshape(len(x), -1))
+    dense_gen = generate(im, tmp_path / "d", kernels="fast", loop_order=loop_order)
+    assert not any("sparse" in l["kernel"] or "block4" in l["kernel"] for l in dense_gen.layers)
