@@ -90,14 +90,16 @@ def kernel_sources(layers: list[Layer]) -> list[Path]:
 
 
 def generate(im, out_dir: str | Path, kernels: str = "fast", loop_order: str = "input", name: str = "tkws",
-             overwrite: bool = False, labels: list[str] | None = None, specialize: bool = True) -> GeneratedModel:
+             overwrite: bool = False, labels: list[str] | None = None, specialize: bool = True,
+             sparse: str = "off") -> GeneratedModel:
     """Write the C project of `im` into `out_dir` (new, empty, or written by tinykws with overwrite).
 
     specialize: each layer whose kernel has an inline body (the fast variants) gets its own instance
     of it in model.c, with the layer's params struct as a compile-time constant, so the compiler
     folds every shape, offset and loop bound (more flash, fewer instructions); False: every layer
-    calls the library's generic function."""
-    layers = build_layers(im, kernels, loop_order)
+    calls the library's generic function. sparse: off (dense kernels) | auto | on: pointwise layers
+    may get the sparse kernels (kernels.select; each such layer's `kernel_choice` says why)."""
+    layers = build_layers(im, kernels, loop_order, sparse)
     plan = plan_memory(im, scratch={l.op_index: l.scratch_bytes for l in layers},
                        in_place={(l.op_index, t) for l in layers for t in l.in_place_inputs})
     srcs = kernel_sources(layers)

@@ -178,6 +178,67 @@ def pack_dw_fast(w, params):
     return np.ascontiguousarray(g, np.int16).reshape(-1), "int16_t"
 
 
+# ---------------------------------------------------------------------------- sparse weight formats
+
+SPARSE_MAX_IN_C = 256  # the zero-skip entry holds the input channel in 8 bits
+
+
+def _words(start: np.ndarray, *parts: np.ndarray) -> np.ndarray:
+    """int32 start[out_c + 1] followed by the parts' bytes, padded to whole words."""
+    blob = b"".join([np.asarray(start, "<i4").tobytes(), *(np.ascontiguousarray(a).tobytes() for a in parts)])
+    blob += b"\0" * (-len(blob) % 4)
+    return np.frombuffer(blob, "<i4").astype(np.int32)
+
+
+def pack_sparse(w, params):
+    """tkws_pw_s8_sparse(_wo): for each output channel its nonzero weights, one uint16 each,
+    (input channel << 8) | (uint8)value, after int32 start[out_c + 1] (tkws_pw_s8_sparse.h)."""
+    w = np.asarray(w, np.int8)
+    oc = w.shape[0]
+    w = w.reshape(oc, -1)
+    if w.shape[1] > SPARSE_MAX_IN_C:
+        raise KernelError(f"zero-skip kernels index at most {SPARSE_MAX_IN_C} input channels, got {w.shape[1]}")
+    rows, cols = np.nonzero(w)  # row-major: each channel's nonzeros in input order
+    start = np.searchsorted(rows, np.arange(oc + 1)).astype(np.int32)
+    ent = ((cols.astype(np.uint16) << 8) | w[rows, cols].view(np.uint8).astype(np.uint16)).astype("<u2")
+    return _words(start, ent), "int32_t"
+
+
+def block_mask(w) -> np.ndarray:
+    """[out_c][in_c / 4]: whether each 1x4 block along the input channels has a nonzero weight."""
+    w = np.asarray(w, np.int8)
+    oc = w.shape[0]
+    return np.any(w.reshape(oc, -1, 4) != 0, axis=2)
+
+
+def pack_block4(w, params):
+    """tkws_pw_s8_block4: int32 start[out_c + 1], one word per kept 1x4 block (its 4 int8 weights
+    as stored), one uint16 per kept block: its word offset 8 * group in the widened pixels."""
+    w = np.asarray(w, np.int8)
+    oc = w.shape[0]
+    w = w.reshape(oc, -1)
+    if w.shape[1] % 4:
+        raise KernelError(f"1x4 block-sparse kernels need in_c a multiple of 4, got {w.shape[1]}")
+    rows, groups = np.nonzero(block_mask(w))
+    start = np.searchsorted(rows, np.arange(oc + 1)).astype(np.int32)
+    blocks = w.reshape(oc, -1, 4)[rows, groups]  # (nb, 4) int8, bytes as stored
+    return _words(start, blocks.reshape(-1), (groups * 8).astype("<u2")), "int32_t"
+
+
+def sparsity(w) -> float:
+    """The fraction of zero weights."""
+    w = np.asarray(w)
+    return float(np.mean(w == 0)) if w.size else 0.0
+
+
+def block_sparsity(w) -> float:
+    """The fraction of 1x4 blocks along the input channels that are all zero (0 where in_c % 4 != 0)."""
+    w = np.asarray(w)
+    if w.size == 0 or w.reshape(w.shape[0], -1).shape[1] % 4:
+        return 0.0
+    return float(1.0 - np.mean(block_mask(w)))
+
+
 # ---------------------------------------------------------------------------- scratch sizes
 
 def _round4(n: int) -> int:
@@ -204,6 +265,14 @@ def _col_i16(p):
 
 def _pw_pixels(p):
     return 2 * 2 * ((p["in_c"] + 1) & ~1)
+
+
+def _pw_pixels4(p):
+    return 4 * 2 * _round4(p["in_c"])
+
+
+def _sp_plane(p):
+    return 4 * p["out_h"] * p["out_w"]
 
 
 def _fc_in_i16(p):
@@ -233,6 +302,12 @@ VARIANTS: dict[str, KernelVariant] = {v.name: v for v in [
     _v("tkws_pw_s8_fast_wide", "conv", "input", folds_input_offset=True, scratch=_pw_pixels,
        packer=pack_wide, weight_ctype="int16_t", fast_requant=True, body="tkws_pw_s8_fast_wide_body",
        body_header="tkws_pw_s8_fast.h"),
+    _v("tkws_pw_s8_sparse", "conv", "input", folds_input_offset=True, packer=pack_sparse, weight_ctype="int32_t",
+       fast_requant=True, body="tkws_pw_s8_sparse_body", body_header="tkws_pw_s8_sparse.h"),
+    _v("tkws_pw_s8_sparse_wo", "conv", "weight", folds_input_offset=True, scratch=_sp_plane, packer=pack_sparse,
+       weight_ctype="int32_t", fast_requant=True, body="tkws_pw_s8_sparse_wo_body", body_header="tkws_pw_s8_sparse.h"),
+    _v("tkws_pw_s8_block4", "conv", "input", folds_input_offset=True, scratch=_pw_pixels4, packer=pack_block4,
+       weight_ctype="int32_t", fast_requant=True, body="tkws_pw_s8_block4_body", body_header="tkws_pw_s8_sparse.h"),
     _v("tkws_dw_s8_ref", "depthwise", "input"),
     _v("tkws_dw_s8_ref_wo", "depthwise", "weight", scratch=_plane_i32),
     _v("tkws_dw_s8_fast", "depthwise", "input", folds_input_offset=True, packer=pack_dw_fast, fast_requant=True,
@@ -254,14 +329,54 @@ def is_pointwise(p: dict) -> bool:
     return p["k_h"] == 1 and p["k_w"] == 1 and p.get("pad_top", 0) == 0 and p.get("pad_left", 0) == 0
 
 
+# Break-even sparsities of the sparse pointwise kernels against the dense fast (wide) one, measured
+# on the emulated Cortex-M7 for a 25x5x64 -> 64 layer (benchmarks/bench_sparse_kernels.py,
+# docs/sparse_kernels.md): zero-skip (fraction of zero weights), block-sparse 1x4 (fraction of
+# zero blocks). Above its break-even a kernel's cost is taken as proportional to what it keeps.
+ZS_BREAK_EVEN = 0.79  # measured 78.8%
+ZS_WO_BREAK_EVEN = 0.92  # weight order, against the same dense SIMD kernel: measured 91.8%
+B4_BREAK_EVEN = 0.39  # measured 38.6%
+SPARSE = ("off", "auto", "on")
+
+
+def sparse_choice(params: dict, w, loop_order: str = "input", sparse: str = "auto") -> tuple[str | None, str]:
+    """(sparse variant or None for the dense kernel, why) for a pointwise layer with weights w."""
+    if sparse not in SPARSE:
+        raise KernelError(f"sparse {sparse!r}: use {', '.join(SPARSE)}")
+    if sparse == "off" or w is None:
+        return None, "sparse kernels off"
+    if not is_pointwise(params):
+        return None, "not a pointwise layer"
+    s, sb = sparsity(w), block_sparsity(w)
+    ok_zs = params["in_c"] <= SPARSE_MAX_IN_C
+    ok_b4 = params["in_c"] % 4 == 0 and loop_order == "input"
+    costs = {}  # relative to the dense kernel (1.0)
+    if ok_zs:
+        if loop_order == "weight":
+            costs["tkws_pw_s8_sparse_wo"] = (1 - s) / (1 - ZS_WO_BREAK_EVEN)
+        else:
+            costs["tkws_pw_s8_sparse"] = (1 - s) / (1 - ZS_BREAK_EVEN)
+    if ok_b4:
+        costs["tkws_pw_s8_block4"] = (1 - sb) / (1 - B4_BREAK_EVEN)
+    if not costs:
+        return None, "no sparse kernel for this shape"
+    best = min(costs, key=costs.get)
+    why = f"sparsity {s:.0%}, 1x4 block sparsity {sb:.0%}"
+    if sparse == "auto" and costs[best] >= 1.0:
+        return None, why + f": below the break-even ({ZS_BREAK_EVEN:.0%} zero-skip, {B4_BREAK_EVEN:.0%} 1x4 blocks)"
+    return best, why
+
+
 def select(op_kind: str, params: dict, kernels: str = "ref", loop_order: str = "input",
-           pointwise: str = "wide") -> KernelVariant:
+           pointwise: str = "wide", sparse: str = "off", w=None) -> KernelVariant:
     """The kernel variant for an op family and its params.
 
     kernels: ref (plain C, TFLite Micro's arithmetic as written) | fast (bias folding, SIMD with
     the DSP extension, no-im2col pointwise); loop_order: input | weight (weight-prioritized, int32
     accumulators in scratch; ops without such a variant keep the input order). pointwise: wide
-    (int16 weights, 2x their flash, fewer instructions) | int8 (weights as stored)."""
+    (int16 weights, 2x their flash, fewer instructions) | int8 (weights as stored). sparse: off (dense
+    kernels) | auto (a fast pointwise layer with weights `w` gets a sparse kernel where it is below
+    the dense one's measured cost: sparse_choice) | on (the cheapest sparse kernel that applies)."""
     if op_kind not in OP_KINDS:
         raise KernelError(f"op {op_kind!r}: the kernel library has {', '.join(OP_KINDS)}")
     if kernels not in ("ref", "fast"):
@@ -270,7 +385,13 @@ def select(op_kind: str, params: dict, kernels: str = "ref", loop_order: str = "
         raise KernelError(f"loop order {loop_order!r}: use input or weight")
     if pointwise not in POINTWISE:
         raise KernelError(f"pointwise {pointwise!r}: use {' or '.join(POINTWISE)}")
+    if sparse not in SPARSE:
+        raise KernelError(f"sparse {sparse!r}: use {', '.join(SPARSE)}")
     wo = loop_order == "weight"
+    if op_kind == "conv" and kernels == "fast" and sparse != "off":
+        name, _why = sparse_choice(params, w, loop_order, sparse)
+        if name is not None:
+            return VARIANTS[name]
     if op_kind == "conv":
         if kernels == "ref":
             return VARIANTS["tkws_conv_s8_ref_wo" if wo else "tkws_conv_s8_ref"]

@@ -46,6 +46,7 @@ class Layer:
     scratch_bytes: int = 0
     in_place_inputs: tuple = ()  # activation inputs the kernel may write its output over
     variant: object = None  # the kernels.KernelVariant
+    note: str = ""  # why a sparse-capable layer got its kernel (only with sparse kernels on)
 
     @property
     def view(self) -> bool:
@@ -54,7 +55,7 @@ class Layer:
     def to_dict(self) -> dict:
         return {"name": self.name, "op": self.kind, "kernel": self.kernel, "macs": int(self.macs),
                 "in_shape": list(self.in_shape), "out_shape": list(self.out_shape), "op_index": self.op_index,
-                "scratch_bytes": int(self.scratch_bytes)}
+                "scratch_bytes": int(self.scratch_bytes), **({"kernel_choice": self.note} if self.note else {})}
 
 
 def _emitters() -> dict:
@@ -64,19 +65,24 @@ def _emitters() -> dict:
             "maxpool": pool.build, "add": add.build, "softmax": softmax.build, "reshape": reshape.build}
 
 
-def build_layers(im, kernels: str = "fast", loop_order: str = "input") -> list[Layer]:
-    """Every op of `im` as a Layer; an op the generator cannot emit is a one-line error naming it."""
+def build_layers(im, kernels: str = "fast", loop_order: str = "input", sparse: str = "off") -> list[Layer]:
+    """Every op of `im` as a Layer; an op the generator cannot emit is a one-line error naming it.
+    sparse: off | auto | on, the sparse pointwise kernels (tinykws.deploy.kernels.select)."""
     if kernels not in ("ref", "fast"):
         raise DeployError(f"kernels {kernels!r}: the tinykws back end has ref and fast (CMSIS-NN: tinykws.deploy.cmsis)")
     if loop_order not in ("input", "weight"):
         raise DeployError(f"loop order {loop_order!r}: use input or weight")
+    if sparse not in ("off", "auto", "on"):
+        raise DeployError(f"sparse {sparse!r}: use off, auto or on")
     emit = _emitters()
     for k, op in enumerate(im.ops):  # every op checked before any work
         if op.kind not in emit:
             name = im.tensors[op.output].name.split(";")[0]
             raise DeployError(f"op {op.kind!r} (layer {k}, {name!r}) cannot be emitted as C: the generator "
                               f"handles {', '.join(sorted(emit))}")
-    return [emit[op.kind](im, k, op, kernels, loop_order) for k, op in enumerate(im.ops)]
+    return [emit[op.kind](im, k, op, kernels, loop_order, **({"sparse": sparse} if op.kind == "conv" and sparse != "off"
+                                                              else {}))
+            for k, op in enumerate(im.ops)]
 
 
 def layer_variants(im, kernels: str = "fast", loop_order: str = "input") -> dict[int, Layer]:

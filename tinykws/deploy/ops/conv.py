@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import CArray
-from .common import base_layer, clamp, finish, hwc, requant_arrays, select
+from .common import base_layer, clamp, finish, hwc, kernel_lib, requant_arrays, select
 
 
 def conv_params(im, op) -> dict:
@@ -33,10 +33,15 @@ def weights_and_bias(im, op, variant, params, n_out) -> dict[str, CArray]:
             "bias": CArray("int32_t", b, "bias" + (" with the input offset folded in" if variant.folds_input_offset else ""))}
 
 
-def build(im, k, op, kernels, loop_order):
+def build(im, k, op, kernels, loop_order, sparse="off"):
     layer = base_layer(im, k, op)
     p = conv_params(im, op)
     layer.macs = p["out_h"] * p["out_w"] * p["out_c"] * p["k_h"] * p["k_w"] * p["in_c"]
-    v = select("conv", p, kernels, loop_order)
+    if sparse != "off" and kernels == "fast":  # optional: dense or sparse pointwise from the weights
+        KL, w = kernel_lib(), im.tensors[op.inputs[1]].data
+        v = KL.select("conv", p, kernels=kernels, loop_order=loop_order, sparse=sparse, w=w)
+        layer.note = f"{v.name}: {KL.sparse_choice(p, w, loop_order, sparse)[1]}"
+    else:
+        v = select("conv", p, kernels, loop_order)
     layer.arrays = {**weights_and_bias(im, op, v, p, p["out_c"]), **requant_arrays(im, op, p["out_c"], v, p)}
     return finish(layer, v, p, "tkws_conv_params", ["params", "in", "w", "bias", "mult", "shift", "out", "scratch"])
