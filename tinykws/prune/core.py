@@ -183,9 +183,10 @@ def _channel_pruner(model: nn.Module, cfg: PruneConfig, ratio: float, steps: int
     # the classifier's outputs are the classes; with --layers, every other layer is left whole
     ignored = [mods[n] for n in layers if n not in keep or n == layers[-1]]
     kw = {"iterative_pruning_ratio_scheduler": schedule} if schedule else {}
-    return tp.pruner.BasePruner(model, x, importance=tp.importance.MagnitudeImportance(p=2), pruning_ratio=ratio,
-                                global_pruning=cfg.scope == "global", ignored_layers=ignored,
-                                iterative_steps=steps, **kw)
+    with torch.enable_grad():  # its dependency graph is traced through autograd
+        return tp.pruner.BasePruner(model, x, importance=tp.importance.MagnitudeImportance(p=2), pruning_ratio=ratio,
+                                    global_pruning=cfg.scope == "global", ignored_layers=ignored,
+                                    iterative_steps=steps, **kw)
 
 
 def channel_ratio(model: nn.Module, cfg: PruneConfig, sparsity: float | None = None) -> float:
@@ -196,7 +197,7 @@ def channel_ratio(model: nn.Module, cfg: PruneConfig, sparsity: float | None = N
         return s
     dense = count_cost(model).macs
     lo, hi = 0.0, 0.99
-    for _ in range(20):
+    for _ in range(10):  # to 0.001: finer than one channel of any layer here
         mid = (lo + hi) / 2
         m = copy.deepcopy(model)
         _channel_pruner(m, cfg, mid).step()
