@@ -225,3 +225,17 @@ def test_channel_pruned_file_quantizes_and_exports(tmp_path, tiny_dataset):
     im = read_tflite(tmp_path / "ch.tflite")
     fc = [t for t in im.tensors if t.name == "fc.weight"][0]
     assert r["bytes"] > 0 and fc.shape[1] == load_model(out)[0].fc.in_features < 64
+
+
+@pytest.mark.slow
+def test_pruned_int8_model_generates_bit_exact_c(dscnn, tmp_path):
+    from tinykws.deploy import generate, run_host
+
+    net = _net(dscnn)
+    prune_(net, PruneConfig(method="unstructured", sparsity=0.9))
+    quantize_(net, PTQConfig(), calib=torch.randn(32, 49, 10))
+    im = read_tflite(to_tflite_bytes(to_integer(net.eval())))
+    generate(im, tmp_path / "c", kernels="fast")
+    x = np.random.default_rng(0).integers(-128, 128, (6, 49, 10, 1), dtype=np.int8)
+    x = x.reshape(len(x), *im.tensors[im.input].shape[1:])
+    assert np.array_equal(run_host(tmp_path / "c", x), im.run(x).reshape(len(x), -1))
