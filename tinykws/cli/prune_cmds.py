@@ -29,6 +29,7 @@ def register(app: typer.Typer) -> None:
         lr: float = config_option(P, "lr"),
         layers: Optional[str] = typer.Option(None, help="comma-separated layers to prune (default: every conv/linear "
                                                         "layer the granularity fits, except the first)"),
+        augment: str = config_option(P, "augment"),
         seed: int = config_option(P, "seed"),
         overwrite: Overwrite = False,
         as_json: Json = False,
@@ -38,7 +39,7 @@ def register(app: typer.Typer) -> None:
         from ..train import save_bundle
 
         config = PruneConfig(method=method, sparsity=sparsity, scope=scope, target=target, schedule=schedule,
-                             steps=steps, epochs=epochs, ramp=ramp, lr=lr, seed=seed,
+                             steps=steps, epochs=epochs, ramp=ramp, lr=lr, seed=seed, augment=augment,
                              layers=[n.strip() for n in layers.split(",") if n.strip()] if layers else [])
         check_new_output(out, overwrite, [model, data])
         log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False, markup=False))

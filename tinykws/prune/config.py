@@ -36,6 +36,9 @@ class PruneConfig:
     layers: list[str] = setting(default_factory=list,
                                 help="layers to prune (empty: every conv/linear layer the granularity fits, "
                                      "except the first layer)")
+    augment: str = setting("model", choices=("model", "spec"),
+                           help="fine-tuning augmentation: the model's own (waveform and SpecAugment), or SpecAugment "
+                                "alone on cached features (several times faster)")
     seed: int = setting(0, help="seed of the fine-tuning")
 
     def __post_init__(self):
