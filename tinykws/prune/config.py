@@ -38,7 +38,7 @@ class PruneConfig:
                                      "except the first layer)")
     augment: str = setting("model", choices=("model", "spec"),
                            help="fine-tuning augmentation: the model's own (waveform and SpecAugment), or SpecAugment "
-                                "alone on cached features (several times faster)")
+                                "alone on cached features (faster: no MFCC per step)")
     seed: int = setting(0, help="seed of the fine-tuning")
 
     def __post_init__(self):
