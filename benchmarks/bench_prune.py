@@ -31,7 +31,7 @@ def run_one(args, method: str, s: float, log) -> dict:
     t0 = time.time()
     cfg = PruneConfig(method="unstructured" if s == 0 else method, sparsity=s, epochs=args.epochs, steps=args.steps,
                       lr=args.lr, target="macs" if method == "channel" and s > 0 else "weights", seed=args.seed,
-                      augment=args.augment, scope=args.scope)
+                      augment=args.augment, scope=args.scope, round_to=args.round_to)
     bundle = prune_model(args.model, cfg, args.data, log=log)
     path = Path(args.out) / f"{method if s else 'dense'}_{s:g}.pt"
     save_bundle(bundle, path)
@@ -45,7 +45,7 @@ def run_one(args, method: str, s: float, log) -> dict:
     m = bundle.metrics
     return {"model": args.model, "method": method if s else "dense", "sparsity": s, "zero_weights": m["sparsity"],
             "macs": m["macs"], "dense_macs": m["dense_macs"], "val_acc": m["val_acc"], "test_acc": test,
-            "int8_test_acc": int8, "epochs": args.epochs, "steps": args.steps, "lr": args.lr, "augment": args.augment, "scope": args.scope,
+            "int8_test_acc": int8, "epochs": args.epochs, "steps": args.steps, "lr": args.lr, "augment": args.augment, "scope": args.scope, "round_to": args.round_to,
             "seconds": round(time.time() - t0, 1), "file": str(path)}
 
 
@@ -59,7 +59,8 @@ def table(rows: list[dict]) -> str:
     for r in sorted(rows, key=lambda r: (r["model"], r["method"] != "dense", r["method"], r["sparsity"])):
         lines.append(f"| {r['model']} | {r['method']} | {100 * r['sparsity']:.0f}%{' of MACs' if r['method'] == 'channel' else ''} "
                      f"| {100 * r['zero_weights']:.1f}% | {r['macs']:,} ({100 * r['macs'] / r['dense_macs']:.0f}%) "
-                     f"| {r['epochs']} ep, lr {r['lr']:g}, {r.get('scope', 'layer')}, {r.get('augment', 'model')} aug "
+                     f"| {r['epochs']} ep, lr {r['lr']:g}, {r.get('scope', 'layer')}, {r.get('augment', 'model')} aug"
+                     f"{', channels x' + str(r.get('round_to', 1)) if r['method'] == 'channel' else ''} "
                      f"| {100 * r['val_acc']:.2f}% | {100 * r['test_acc']:.2f}% | {_pct(r.get('int8_test_acc'))} |")
     return "\n".join(lines)
 
@@ -75,6 +76,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--round-to", type=int, default=4, help="channel: channel counts multiples of this")
     ap.add_argument("--scope", default="layer", help="layer | global")
     ap.add_argument("--augment", default="model", help="model | spec (SpecAugment alone: faster)")
     ap.add_argument("--int8", action="store_true", help="also the PTQ int8 test accuracy (integer reference)")
@@ -87,17 +89,19 @@ def main() -> None:
     log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
     for s in [float(v) for v in args.sparsities.split(",")]:
         for method in (["dense"] if s == 0 else args.methods.split(",")):
-            key = (args.model, "dense" if s == 0 else method, s, args.epochs, args.steps, args.lr, args.augment, args.scope)
+            key = (args.model, "dense" if s == 0 else method, s, args.epochs, args.steps, args.lr, args.augment, args.scope,
+                   args.round_to)
             if any((r["model"], r["method"], r["sparsity"], r["epochs"], r["steps"], r["lr"], r.get("augment", "model"),
-                    r.get("scope", "layer")) == key for r in done):
+                    r.get("scope", "layer"), r.get("round_to", 1)) == key for r in done):
                 continue
             row = run_one(args, method, s, log)
             done.append(row)
             with runs.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             log(json.dumps(row))
-    rows = [r for r in done if (r["epochs"], r["steps"], r["lr"], r.get("augment", "model"), r.get("scope", "layer"))
-            == (args.epochs, args.steps, args.lr, args.augment, args.scope)]
+    rows = [r for r in done if (r["epochs"], r["steps"], r["lr"], r.get("augment", "model"), r.get("scope", "layer"),
+                                r.get("round_to", 1)) == (args.epochs, args.steps, args.lr, args.augment, args.scope,
+                                                          args.round_to)]
     if args.markdown:
         print(table(rows))
     print(json.dumps({"rows": rows, "mean_seconds": float(np.mean([r["seconds"] for r in rows])) if rows else 0}))

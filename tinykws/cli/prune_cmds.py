@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
         sparsity: float = config_option(P, "sparsity"),
         scope: str = config_option(P, "scope"),
         target: str = config_option(P, "target"),
+        round_to: int = config_option(P, "round_to"),
         schedule: str = config_option(P, "schedule"),
         steps: int = config_option(P, "steps"),
         epochs: int = config_option(P, "epochs"),
@@ -38,7 +39,7 @@ def register(app: typer.Typer) -> None:
         from ..prune import PruneConfig, prune_model
         from ..train import save_bundle
 
-        config = PruneConfig(method=method, sparsity=sparsity, scope=scope, target=target, schedule=schedule,
+        config = PruneConfig(method=method, sparsity=sparsity, scope=scope, target=target, round_to=round_to, schedule=schedule,
                              steps=steps, epochs=epochs, ramp=ramp, lr=lr, seed=seed, augment=augment,
                              layers=[n.strip() for n in layers.split(",") if n.strip()] if layers else [])
         check_new_output(out, overwrite, [model, data])

@@ -26,6 +26,8 @@ class PruneConfig:
                          help="layer: every pruned layer at the sparsity; global: one magnitude threshold for all")
     target: str = setting("weights", choices=("weights", "macs"),
                           help="channel only: --sparsity counts channels (weights) or MACs removed (macs)")
+    round_to: int = setting(4, lo=1, help="channel only: remaining channel counts are multiples of this (the SIMD "
+                                          "kernels of the C back end take channels in fours)")
     schedule: str = setting("polynomial", choices=("polynomial", "oneshot"),
                             help="polynomial: sparsity ramped over the pruning steps (Zhu & Gupta); oneshot: all at once")
     steps: int = setting(4, lo=1, help="pruning steps of the polynomial schedule (fine-tuning between them)")

@@ -73,7 +73,8 @@ def prunable_layers(model: nn.Module, cfg: PruneConfig) -> list[str]:
     names = [n for n, m in mods.items() if isinstance(m, _LAYERS) and isinstance(m._parameters.get("weight"), nn.Parameter)]
     names = [n for n in names[1:] if _fits(mods[n], cfg) is None]
     if not names:
-        raise PruneError(f"{type(model).__name__}: no layer fits --method {cfg.method}")
+        need = f" (input channels per group divisible by {cfg.block})" if cfg.block > 1 else ""
+        raise PruneError(f"{type(model).__name__}: no layer but the first fits --method {cfg.method}{need}")
     return names
 
 
@@ -186,7 +187,7 @@ def _channel_pruner(model: nn.Module, cfg: PruneConfig, ratio: float, steps: int
     with torch.enable_grad():  # its dependency graph is traced through autograd
         return tp.pruner.BasePruner(model, x, importance=tp.importance.MagnitudeImportance(p=2), pruning_ratio=ratio,
                                     global_pruning=cfg.scope == "global", ignored_layers=ignored,
-                                    iterative_steps=steps, **kw)
+                                    iterative_steps=steps, round_to=cfg.round_to if cfg.round_to > 1 else None, **kw)
 
 
 def channel_ratio(model: nn.Module, cfg: PruneConfig, sparsity: float | None = None) -> float:
