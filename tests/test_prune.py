@@ -92,6 +92,8 @@ def test_channel_pruning_halves_the_macs_and_reloads(dscnn, tmp_path):
         dw = net.get_submodule(f"blocks.{i}.dw.conv")
         assert dw.groups == dw.in_channels == dw.out_channels
     assert net.fc.out_features == 12 and net.fc.in_features == net.blocks[3].pw.conv.out_channels
+    # channel counts stay multiples of 4 (round_to), which the SIMD kernels need
+    assert all(m.out_channels % 4 == 0 for m in net.modules() if isinstance(m, torch.nn.Conv2d))
     path = tmp_path / "ch.pt"
     save_bundle(ModelBundle(bundle.arch, bundle.labels, bundle.frontend, net.state_dict(), bundle.model_kwargs,
                             prune=prune_dict(net, cfg)), path)
