@@ -31,7 +31,8 @@ def run_one(args, method: str, s: float, log) -> dict:
     t0 = time.time()
     cfg = PruneConfig(method="unstructured" if s == 0 else method, sparsity=s, epochs=args.epochs, steps=args.steps,
                       lr=args.lr, target="macs" if method == "channel" and s > 0 else "weights", seed=args.seed,
-                      augment=args.augment, scope=args.scope, round_to=args.round_to)
+                      augment=args.augment, scope=args.scope, round_to=args.round_to,
+                      layers=args.layers.split(",") if args.layers and method != "channel" else [])
     bundle = prune_model(args.model, cfg, args.data, log=log)
     path = Path(args.out) / f"{method if s else 'dense'}_{s:g}.pt"
     save_bundle(bundle, path)
@@ -45,7 +46,7 @@ def run_one(args, method: str, s: float, log) -> dict:
     m = bundle.metrics
     return {"model": args.model, "method": method if s else "dense", "sparsity": s, "zero_weights": m["sparsity"],
             "macs": m["macs"], "dense_macs": m["dense_macs"], "val_acc": m["val_acc"], "test_acc": test,
-            "int8_test_acc": int8, "epochs": args.epochs, "steps": args.steps, "lr": args.lr, "augment": args.augment, "scope": args.scope, "round_to": args.round_to,
+            "int8_test_acc": int8, "epochs": args.epochs, "steps": args.steps, "lr": args.lr, "augment": args.augment, "scope": args.scope, "round_to": args.round_to, "layers": args.layers,
             "seconds": round(time.time() - t0, 1), "file": str(path)}
 
 
@@ -77,6 +78,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--round-to", type=int, default=4, help="channel: channel counts multiples of this")
+    ap.add_argument("--layers", default="", help="mask methods: comma-separated layers (default: the library's)")
     ap.add_argument("--scope", default="layer", help="layer | global")
     ap.add_argument("--augment", default="model", help="model | spec (SpecAugment alone: faster)")
     ap.add_argument("--int8", action="store_true", help="also the PTQ int8 test accuracy (integer reference)")
@@ -90,9 +92,9 @@ def main() -> None:
     for s in [float(v) for v in args.sparsities.split(",")]:
         for method in (["dense"] if s == 0 else args.methods.split(",")):
             key = (args.model, "dense" if s == 0 else method, s, args.epochs, args.steps, args.lr, args.augment, args.scope,
-                   args.round_to)
+                   args.round_to, args.layers)
             if any((r["model"], r["method"], r["sparsity"], r["epochs"], r["steps"], r["lr"], r.get("augment", "model"),
-                    r.get("scope", "layer"), r.get("round_to", 1)) == key for r in done):
+                    r.get("scope", "layer"), r.get("round_to", 1), r.get("layers", "")) == key for r in done):
                 continue
             row = run_one(args, method, s, log)
             done.append(row)

@@ -28,11 +28,11 @@ def _net(dscnn):
 def test_masks_have_the_sparsity_and_granularity(dscnn, method, block):
     net = _net(dscnn)
     masks = compute_masks(net, PruneConfig(method=method, sparsity=0.75))
-    assert "stem.conv" not in masks  # the first layer is left whole by default
-    if block > 1:  # depthwise layers have one input channel per group: no 1x4 / 1x8 block fits them
-        assert set(masks) == {f"blocks.{i}.pw.conv" for i in range(4)} | {"fc"}
-    else:
-        assert {"blocks.0.dw.conv", "blocks.3.pw.conv", "fc"} <= set(masks)
+    if method == "kernel":  # kernels of the depthwise layers when named
+        dw = compute_masks(net, PruneConfig(method=method, sparsity=0.75, layers=["blocks.0.dw.conv"]))
+        assert set(dw) == {"blocks.0.dw.conv"} and (~dw["blocks.0.dw.conv"]).flatten(1).all(1).sum() == 48
+    # by default the first layer and the depthwise layers (one input channel per group) are left whole
+    assert set(masks) == {f"blocks.{i}.pw.conv" for i in range(4)} | {"fc"}
     for name, m in masks.items():
         w = net.get_submodule(name).weight
         assert m.shape == w.shape and m.dtype == torch.bool

@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         ramp: float = config_option(P, "ramp"),
         lr: float = config_option(P, "lr"),
         layers: Optional[str] = typer.Option(None, help="comma-separated layers to prune (default: every conv/linear "
-                                                        "layer the granularity fits, except the first)"),
+                                                        "layer the granularity fits, except the first and the depthwise ones)"),
         augment: str = config_option(P, "augment"),
         seed: int = config_option(P, "seed"),
         overwrite: Overwrite = False,

@@ -37,7 +37,7 @@ class PruneConfig:
     lr: float = setting(1e-3, lo=0, lo_open=True, help="fine-tuning learning rate")
     layers: list[str] = setting(default_factory=list,
                                 help="layers to prune (empty: every conv/linear layer the granularity fits, "
-                                     "except the first layer)")
+                                     "except the first and the depthwise layers)")
     augment: str = setting("model", choices=("model", "spec"),
                            help="fine-tuning augmentation: the model's own (waveform and SpecAugment), or SpecAugment "
                                 "alone on cached features (faster: no MFCC per step)")

@@ -43,6 +43,10 @@ def _in_per_group(m: nn.Module) -> int:
     return m.in_features if isinstance(m, nn.Linear) else m.in_channels // m.groups
 
 
+def _depthwise(m: nn.Module) -> bool:
+    return isinstance(m, _CONV) and m.groups > 1 and m.groups == m.in_channels
+
+
 def _fits(m: nn.Module, cfg: PruneConfig) -> str | None:
     """Why granularity `cfg.method` does not fit layer `m` (None: it fits)."""
     if cfg.block > 1:
@@ -55,7 +59,8 @@ def _fits(m: nn.Module, cfg: PruneConfig) -> str | None:
 
 def prunable_layers(model: nn.Module, cfg: PruneConfig) -> list[str]:
     """The layers `cfg` prunes: `cfg.layers` (checked: each must exist, be a conv/linear layer and fit
-    the granularity), else every conv/linear layer the granularity fits except the first one."""
+    the granularity), else every conv/linear layer the granularity fits except the first one and the
+    depthwise ones."""
     mods = dict(model.named_modules())
     if cfg.layers:
         for name in cfg.layers:
@@ -71,7 +76,9 @@ def prunable_layers(model: nn.Module, cfg: PruneConfig) -> list[str]:
                 raise PruneError(f"layer {name!r} ({type(m).__name__}): {why}")
         return list(cfg.layers)
     names = [n for n, m in mods.items() if isinstance(m, _LAYERS) and isinstance(m._parameters.get("weight"), nn.Parameter)]
-    names = [n for n in names[1:] if _fits(mods[n], cfg) is None]
+    # depthwise kernels (k*k weights a channel) are left whole by default: on dscnn-kws, half of their
+    # weights pruned at once costs 37 points of validation accuracy, half of one pointwise layer's 4.5
+    names = [n for n in names[1:] if _fits(mods[n], cfg) is None and not _depthwise(mods[n])]
     if not names:
         need = f" (input channels per group divisible by {cfg.block})" if cfg.block > 1 else ""
         raise PruneError(f"{type(model).__name__}: no layer but the first fits --method {cfg.method}{need}")
