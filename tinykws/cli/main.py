@@ -188,21 +188,30 @@ def info_cmd(
 ):
     """Cost of a model: parameters, MACs, weight memory, peak activation memory (a .tflite: its int8 ops)."""
     from ..models import count_cost, create_model, list_models
+    from ..prune import sparsity_stats
     from ..train import load_model
 
     if model.lower().endswith(".tflite"):
         _info_tflite(model, as_json)
         return
+    pruned = {}
     if model in list_models():
         net = create_model(model)
     else:
-        net, _ = load_model(model)
+        net, bundle = load_model(model)
+        pruned = bundle.prune.get("config", {})
     cost = count_cost(net, weight_bits=weight_bits, act_bits=act_bits)
-    d = {"model": model, **cost.to_dict()}
+    sp = sparsity_stats(net)
+    d = {"model": model, **cost.to_dict(), "sparsity": sp["sparsity"], "zero_weights": sp["zeros"],
+         "pruning": pruned or None}
     if as_json:
         emit_json(d)
         return
     print(f"{model}:\n{cost.summary()}")
+    how = (f" (pruned: {pruned['method']} at {pruned['sparsity']:g} of the {'MACs' if pruned.get('target') == 'macs' else 'weights'}, "
+           f"scope {pruned['scope']})" if pruned else "")
+    print(f"sparsity: {100 * sp['sparsity']:.1f}% of the conv/linear weights are zero ({sp['zeros']:,} of "
+          f"{sp['weights']:,}){how}")
 
 
 def _info_tflite(path: str, as_json: bool) -> None:
@@ -272,12 +281,13 @@ def main() -> None:
 
 
 def _register_stages() -> None:
-    from . import deploy_cmds, mcu_cmds, nas_cmds, quant_cmds, stream_cmds
+    from . import deploy_cmds, mcu_cmds, nas_cmds, prune_cmds, quant_cmds, stream_cmds
 
     quant_cmds.register(app)
     deploy_cmds.register(app)
     mcu_cmds.register(app)
     nas_cmds.register(app)
+    prune_cmds.register(app)
     stream_cmds.register(app)
 
 

@@ -20,6 +20,7 @@ from ..quant.graph import QuantizationError
 from ..quant.integer import IntModel, to_integer
 from ..quant.tflite import read_tflite
 from ..quant.quantize import bit_penalty, bit_stats, freeze_bits, meet_bit_targets, quantize_
+from ..prune import keep_masks, masks_from_zeros
 from ..train import evaluate
 from ..train.checkpoint import load_model
 from ..train.evaluate import predict_logits
@@ -56,7 +57,8 @@ def _bundle_of(model, bundle, config: QuantConfig, metrics: dict):
     from ..train import ModelBundle
 
     return ModelBundle(bundle.arch, bundle.labels, bundle.frontend, {k: v.detach().clone() for k, v in model.state_dict().items()},
-                       bundle.model_kwargs, metrics, bundle.train_config, name=bundle.name, quant=config_to_dict(config))
+                       bundle.model_kwargs, metrics, bundle.train_config, name=bundle.name, quant=config_to_dict(config),
+                       prune=bundle.prune)
 
 
 def quantize_model(model=None, method="ptq8", data=None, epochs: int | None = None, lr: float = 1e-3,
@@ -77,6 +79,10 @@ def quantize_model(model=None, method="ptq8", data=None, epochs: int | None = No
     data_dir = data_dir_of(bundle, data)
     calib, _ = split_features(bundle, data_dir, "training", limit=calib_clips, seed=seed)
     quantize_(net, config, calib=calib)
+    # a pruned model keeps its zeros through fine-tuning: the masks are re-applied after every step
+    # (rounding is symmetric, so a zero weight is a zero integer weight)
+    masks = masks_from_zeros(net) if bundle.prune else {}
+    keep = dict(prune=bundle.prune, after_step=keep_masks(masks) if masks else None)
     if isinstance(config, PTQConfig):
         return _bundle_of(net, bundle, config, {"calib_clips": len(calib)})
     epochs = epochs or 15
@@ -88,14 +94,15 @@ def quantize_model(model=None, method="ptq8", data=None, epochs: int | None = No
         if isinstance(config, LearnedBitsConfig):
             log(f"learning bit-widths ({epochs} epochs, targets {config.weight_bits} b/weight, {config.act_bits} b/act)")
             train(replace(cfg, out=f"{tmp}/bits", epochs=epochs), model=net, quant=quant, progress=progress, log=log,
-                  extra_loss=bit_penalty(net, config))
+                  extra_loss=bit_penalty(net, config), **keep)
             s = bit_stats(net)
             t = meet_bit_targets(net, config)
             log(f"learned {s['weight_bits']:.2f} bits/weight, {s['act_bits']:.2f} bits/activation; at the targets "
                 f"{t['weight_bits']:.2f} / {t['act_bits']:.2f}; fine-tuning with the bit-widths frozen")
             freeze_bits(net)
             epochs = max(1, epochs // 2)
-        best = train(replace(cfg, out=f"{tmp}/qat", epochs=epochs), model=net, quant=quant, progress=progress, log=log)
+        best = train(replace(cfg, out=f"{tmp}/qat", epochs=epochs), model=net, quant=quant, progress=progress, log=log,
+                     **keep)
     best.name = bundle.name
     best.metrics = {**best.metrics, "calib_clips": len(calib)}
     return best

@@ -15,6 +15,7 @@ import torch
 
 from ..audio import FrontendConfig
 from ..models import create_model
+from ..models.resize import resize_
 from ..pretrained import DEFAULT, HERE, PRETRAINED
 from ..quant import apply_quant_dict
 
@@ -36,11 +37,14 @@ class ModelBundle:
     train_config: dict = field(default_factory=dict)
     name: str = ""
     quant: dict = field(default_factory=dict)  # quantization settings applied before the weights load
+    prune: dict = field(default_factory=dict)  # pruning settings; "shapes": channel counts of a channel-pruned model
 
     def build(self) -> torch.nn.Module:
         """The network with its trained weights, in eval mode."""
         model = create_model(self.arch, num_classes=len(self.labels), input_shape=self.frontend.feature_shape,
                              **self.model_kwargs)
+        if self.prune.get("shapes"):
+            resize_(model, self.prune["shapes"])
         if self.quant:
             model = apply_quant_dict(model, self.quant)
         model.load_state_dict(self.state_dict)
@@ -50,7 +54,7 @@ class ModelBundle:
         return {"format": FORMAT, "version": 1, "arch": self.arch, "labels": list(self.labels),
                 "frontend": self.frontend.to_dict(), "state_dict": self.state_dict,
                 "model_kwargs": self.model_kwargs, "metrics": self.metrics, "train_config": self.train_config,
-                "quant": self.quant}
+                "quant": self.quant, "prune": self.prune}
 
 
 def atomic_save(obj, path: str | Path) -> None:
@@ -149,7 +153,7 @@ def load_bundle(name_or_path: str | Path | None = None) -> ModelBundle:
         fe = FrontendConfig.from_dict(d["frontend"])
         return ModelBundle(d["arch"], list(d["labels"]), fe, d["state_dict"], dict(d.get("model_kwargs", {})),
                            dict(d.get("metrics", {})), dict(d.get("train_config", {})), name=name,
-                           quant=dict(d.get("quant", {})))
+                           quant=dict(d.get("quant", {})), prune=dict(d.get("prune", {})))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: damaged tinykws model file ({exc})") from None
 

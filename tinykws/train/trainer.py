@@ -135,7 +135,8 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
 
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progress: bool = True,
           data: TrainData | None = None, log=print, model: torch.nn.Module | None = None,
-          quant: dict | None = None, extra_loss=None, given=None) -> ModelBundle:
+          quant: dict | None = None, extra_loss=None, given=None, prune: dict | None = None,
+          after_step=None) -> ModelBundle:
     """Train and return the best model (by validation accuracy). Files in cfg.out:
     `last.pt` (full state, every epoch), `best.pt` (model file), `metrics.jsonl`, `config.json`.
 
@@ -144,8 +145,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     it). `overwrite` replaces an old run folder tinykws wrote (a clean start).
 
     `model` starts from a given network (e.g. a pretrained one prepared for quantization-aware
-    training) instead of a fresh `cfg.model`; `quant` is then stored in the model files so that
-    `ModelBundle.build` can rebuild it."""
+    training) instead of a fresh `cfg.model`; `quant` (and `prune`, the pruning settings and shapes)
+    is then stored in the model files so that `ModelBundle.build` can rebuild it. `after_step(model)`
+    runs after every optimizer step (pruning keeps its masks with it)."""
     run = RunDir(cfg.out, inputs=[cfg.data, *cfg.extra_data])
     run.prepare(resume, overwrite)
     state = None
@@ -172,7 +174,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     steps_per_epoch = epoch_steps(data.train.labels, class_ids(data.labels)[0], cfg)
     run.start(asdict(cfg), resume=resume)
     try:
-        return _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, progress, log, quant, extra_loss)
+        return _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, progress, log, quant, extra_loss,
+                           prune, after_step)
     except BaseException:
         run.abandon()  # a start that failed before its first checkpoint leaves nothing behind
         raise
@@ -203,7 +206,8 @@ def resumed_config(cls, stored: dict, cfg, given, done: int):
 OPTION_NAMES = {"model_kwargs": "--arch/--dropout", "augment": "--speed/--specaug", "task": "--task/--keywords"}
 
 
-def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, progress, log, quant, extra_loss):
+def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, progress, log, quant, extra_loss,
+                prune=None, after_step=None):
     frontend = build_frontend(fe_cfg)
     augment = WaveAugment(cfg.augment, data.background)
     val_feats = cached_features(data.val, frontend, fe_cfg.key())
@@ -218,7 +222,7 @@ def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, prog
 
     def bundle(metrics: dict) -> ModelBundle:
         return ModelBundle(cfg.model, data.labels, fe_cfg, {k: v.clone() for k, v in model.state_dict().items()},
-                           cfg.model_kwargs, metrics, asdict(cfg), quant=quant or {})
+                           cfg.model_kwargs, metrics, asdict(cfg), quant=quant or {}, prune=prune or {})
 
     def one_epoch(ep):
         idx = epoch_indices(data.train.labels, unknown_id, cfg.unknown_frac, ep.rng)
@@ -242,6 +246,8 @@ def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, prog
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if after_step is not None:
+                after_step(model)
             seen += len(y)
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
