@@ -27,10 +27,18 @@ class EvalResult:
                 "labels": self.labels, "n": self.n}
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's weights (the CPU for a model without any)."""
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, feats: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Logits (on the CPU) of features run in batches on the model's device."""
     model.eval()
-    return torch.cat([model(feats[i : i + batch_size]) for i in range(0, len(feats), batch_size)])
+    dev = model_device(model)
+    return torch.cat([model(feats[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(feats), batch_size)])
 
 
 def evaluate_predictions(pred: np.ndarray, y: np.ndarray, labels: list[str]) -> EvalResult:
