@@ -17,7 +17,7 @@ from ..data.features import cached_features
 from ..data.speech_commands import SILENCE, UNKNOWN, SpeechCommands, make_task
 from ..models import create_model
 from .checkpoint import ModelBundle, atomic_save, load_bundle, read_checkpoint, save_bundle
-from .evaluate import evaluate_features
+from .evaluate import evaluate_features, prepare_model
 from .loop import run_epochs
 from .rundir import RunDir, config_changes
 
@@ -55,15 +55,6 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
         return torch.bfloat16
     return torch.float16
-
-
-def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """The model on `device`; 2-D convolution networks in channels_last memory layout (oneDNN's fast
-    depthwise and pointwise kernels on the CPU, tensor-core layouts on a GPU)."""
-    model = model.to(device)
-    if any(m.weight.ndim == 4 for m in model.modules() if isinstance(m, torch.nn.Conv2d)):
-        model = model.to(memory_format=torch.channels_last)
-    return model
 
 
 def plain_state_dict(model: torch.nn.Module) -> dict:
@@ -190,6 +181,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     `model` starts from a given network (e.g. a pretrained one prepared for quantization-aware
     training) instead of a fresh `cfg.model`; `quant` is then stored in the model files so that
     `ModelBundle.build` can rebuild it."""
+    resolve_device(cfg.device)  # a GPU this machine lacks fails here, before the run folder is touched
+    autocast_dtype(cfg.precision, resolve_device(cfg.device))
     run = RunDir(cfg.out, inputs=[cfg.data, *cfg.extra_data])
     run.prepare(resume, overwrite)
     state = None
