@@ -60,11 +60,13 @@ def sync():
 model.train()
 for _ in range(3):
     step()
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 for _ in range(a.steps):
     step()
 sync()
 train_sps = a.steps * a.batch_size / (time.perf_counter() - t)
+# CPU seconds of this process (all its threads): steadier than wall time when other jobs share the cores
+train_cpu = a.steps * a.batch_size / (time.process_time() - c)
 
 model.eval()
 waves = torch.from_numpy(data.val.waves()).to(dev)
@@ -78,5 +80,6 @@ with torch.no_grad():
     eval_cps = 5 * len(waves) / (time.perf_counter() - t)
 
 print(json.dumps({"benchmark": "train_eval", "model": a.model, "device": str(dev), "threads": torch.get_num_threads(),
-                  "batch_size": a.batch_size, "train_samples_per_s": round(train_sps, 1),
-                  "eval_clips_per_s": round(eval_cps, 1), "eval_includes": "MFCC + model, batched"}))
+                  "batch_size": a.batch_size, "train_samples_per_s": round(train_sps, 1), "train_samples_per_cpu_s": round(train_cpu, 1),
+                  "eval_clips_per_s": round(eval_cps, 1), "eval_includes": "MFCC + model, batched",
+                  "load_avg_1min": os.getloadavg()[0]}))

@@ -104,8 +104,10 @@ def decode_files(paths: list, workers: int | None = None, progress=None):
         return
     import multiprocessing as mp
 
-    # forkserver: the workers do not inherit this process's threads (torch's OpenMP pool)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("forkserver")) as pool:
+    # fork where there is one: the workers only decode (no torch), and a user's script needs no
+    # `if __name__ == "__main__"` guard, as spawn and forkserver would require
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         results = pool.map(_decode, map(str, paths), chunksize=32)
         yield from _progress(results, len(paths), progress, f"decoding audio ({workers} processes)")
 
