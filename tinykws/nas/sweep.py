@@ -77,8 +77,10 @@ def _study(cfg: SweepConfig):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.RDBStorage(cfg.storage_url(), heartbeat_interval=cfg.heartbeat,
-                                         grace_period=3 * cfg.heartbeat, engine_kwargs={"pool_pre_ping": True})
+    with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+        warnings.simplefilter("ignore")
+        storage = optuna.storages.RDBStorage(cfg.storage_url(), heartbeat_interval=cfg.heartbeat,
+                                             grace_period=3 * cfg.heartbeat, engine_kwargs={"pool_pre_ping": True})
     return optuna.create_study(study_name=cfg.study, storage=storage, directions=["maximize", "minimize"],
                                load_if_exists=True)
 
@@ -217,7 +219,7 @@ def _claim(study, points: list[dict], space: dict):
     from optuna.trial import TrialState
 
     while True:
-        optuna.storages.fail_stale_trials(study)  # trials whose worker stopped beating
+        _fail_stale(study)  # trials whose worker stopped beating
         trials = study.get_trials(deepcopy=False)
         taken = {t.user_attrs.get("name") for t in trials
                  if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)}
@@ -250,6 +252,14 @@ def worker_id() -> str:
     import socket
 
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _fail_stale(study) -> None:
+    import optuna
+
+    with warnings.catch_warnings():  # marked experimental in Optuna
+        warnings.simplefilter("ignore")
+        optuna.storages.fail_stale_trials(study)
 
 
 class _Heartbeat:
@@ -290,7 +300,7 @@ def _wait_for_others(cfg: SweepConfig, log) -> None:
     while True:
         import optuna
 
-        optuna.storages.fail_stale_trials(study)
+        _fail_stale(study)
         trials = study.get_trials(deepcopy=False)
         finished = {t.user_attrs.get("name") for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
         left = [p for p in cfg.grid() if trial_name(p) not in finished]
