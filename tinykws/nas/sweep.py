@@ -296,23 +296,26 @@ def _wait_for_others(cfg: SweepConfig, log) -> None:
     from optuna.trial import TrialState
 
     study = _study(cfg)
-    said = False
+    said, retried = False, set()
     while True:
-        import optuna
-
         _fail_stale(study)
         trials = study.get_trials(deepcopy=False)
         finished = {t.user_attrs.get("name") for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
         left = [p for p in cfg.grid() if trial_name(p) not in finished]
-        if not left:
-            return
         running = {t.user_attrs.get("name") for t in trials if t.state == TrialState.RUNNING}
-        if not running & {trial_name(p) for p in left}:  # a point failed or came free: run it here
+        errored = {t.user_attrs.get("name") for t in trials if t.state == TrialState.FAIL and "error" in t.user_attrs}
+        free = [p for p in left if trial_name(p) not in running | retried | errored]
+        if free:  # its worker died: run it here (once per sweep command)
             from ..train.trainer import load_train_data
 
-            data = load_train_data(trial_config(cfg, left[0]).train_config(), progress=False)
-            _run_points(cfg, left, data, log)
+            retried |= {trial_name(p) for p in free}
+            data = load_train_data(trial_config(cfg, free[0]).train_config(), progress=False)
+            _run_points(cfg, free, data, log)
             continue
+        if not {trial_name(p) for p in left} & running:
+            if left:
+                log(f"sweep: {len(left)} grid point(s) failed; run the sweep again to retry them")
+            return
         if not said:
             log(f"sweep: waiting for {len(left)} grid point(s) running elsewhere")
             said = True
@@ -336,6 +339,7 @@ def _run_point(cfg: SweepConfig, study, trial, name: str, p: dict, data, log) ->
                         data=data, train_kw={})
     except (RuntimeError, ValueError, OSError) as exc:
         log(f"[{name}] failed: {exc}")
+        trial.set_user_attr("error", str(exc))  # failed by itself, not by a dead worker: not rerun at once
         study.tell(trial, state=TrialState.FAIL)
         return
     for k, v in row.items():
