@@ -12,6 +12,8 @@ command -v sox >/dev/null || need+=(sox)
 command -v arm-none-eabi-gcc >/dev/null || need+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
 command -v make >/dev/null || need+=(make)
 command -v gcc >/dev/null || need+=(gcc)
+# PostgreSQL: the server the multi-machine sweep test starts (and a sweep database, docs/nas.md)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 # Debian/Ubuntu ship venv separately from the interpreter.
 if [ ! -x .venv/bin/python ] && ! $PY -c "import ensurepip, venv" >/dev/null 2>&1; then
   need+=(python3-venv)

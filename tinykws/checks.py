@@ -64,3 +64,27 @@ def validate(obj) -> None:
     for f in fields(obj):
         if f.metadata:
             check_value(f.name, getattr(obj, f.name), f.metadata)
+
+
+DEVICE_HELP = "auto (a GPU when there is one, else the CPU), cpu, cuda or cuda:N"
+
+
+def resolve_device(spec: str = "auto", option: str = "device"):
+    """The torch.device a `--device` value names: "auto" is the first CUDA GPU when torch sees one and
+    the CPU otherwise; "cuda"/"cuda:N" on a machine without that GPU is a ConfigError naming it."""
+    import torch
+
+    s = str(spec).strip().lower()
+    if s == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if s == "cpu":
+        return torch.device("cpu")
+    head, _, index = s.partition(":")
+    if head != "cuda" or (index and not index.isdigit()):
+        raise ConfigError(f"{option_name(option)} must be {DEVICE_HELP} (got {spec!r})")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"{option_name(option)} {spec}: torch sees no CUDA GPU on this machine "
+                          f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use --{option} cpu or auto")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ConfigError(f"{option_name(option)} {spec}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return torch.device(s)

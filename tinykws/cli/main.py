@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from typing_extensions import Annotated
 
+from ..checks import DEVICE_HELP
 from ..data.augment import AugmentConfig
 from ..pipeline import run_demo
 from ..train.trainer import TrainConfig
@@ -66,7 +67,8 @@ _TRAIN_FIELDS = {"data": "data", "model": "model", "arch": "model_kwargs", "drop
                  "frontend": "frontend", "task": "task", "keywords": "task", "extra_data": "extra_data",
                  "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr",
                  "weight_decay": "weight_decay", "label_smoothing": "label_smoothing", "unknown_frac": "unknown_frac",
-                 "speed": "augment", "specaug": "augment", "threads": "threads", "seed": "seed"}
+                 "speed": "augment", "specaug": "augment", "threads": "threads", "seed": "seed",
+                 "device": "device", "precision": "precision"}
 T = TrainConfig
 
 
@@ -93,6 +95,8 @@ def train_cmd(
     speed: float = config_option(AugmentConfig, "speed"),
     specaug: bool = typer.Option(True, help="SpecAugment time and coefficient masks"),
     threads: int = config_option(T, "threads"),
+    device: str = config_option(T, "device"),
+    precision: str = config_option(T, "precision"),
     seed: int = config_option(T, "seed"),
     resume: bool = typer.Option(False, help="continue the run in --out with its stored settings (options that "
                                             "contradict them are an error)"),
@@ -109,7 +113,7 @@ def train_cmd(
                       extra_data=[str(p) for p in extra_data], epochs=epochs, batch_size=batch_size,
                       optimizer=optimizer, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
                       unknown_frac=unknown_frac, augment=aug, seed=seed, threads=threads,
-                      model_kwargs={**({"dropout": dropout} if dropout is not None else {}),
+                      device=device, precision=precision, model_kwargs={**({"dropout": dropout} if dropout is not None else {}),
                                     **({"arch": arch} if arch else {})})
     given = {_TRAIN_FIELDS[o] for o in given_options(ctx) if o in _TRAIN_FIELDS}
     bundle = train(cfg, resume=resume, overwrite=overwrite, given=given)
@@ -127,6 +131,7 @@ def eval_cmd(
     overwrite: Overwrite = False,
     frontend: Optional[str] = typer.Option(None, help="for a .tflite without tinykws metadata: front-end preset"),
     labels: Optional[str] = typer.Option(None, help="for a .tflite without tinykws metadata: output labels, in order"),
+    device: str = typer.Option("auto", help="where a .pt model runs: " + DEVICE_HELP),
     as_json: Json = False,
 ):
     """Top-1 and per-class accuracy, confusion matrix. MODEL may be a .tflite (run by TFLite Micro)."""
@@ -140,7 +145,7 @@ def eval_cmd(
                                  frontend=frontend, progress=not as_json)
         name = model
     else:
-        result, bundle = evaluate_dir(model, data, split, progress=not as_json)
+        result, bundle = evaluate_dir(model, data, split, progress=not as_json, device=device)
         name = bundle.name
     if confusion is not None:
         plot_confusion(result, confusion)

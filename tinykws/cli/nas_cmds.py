@@ -169,6 +169,7 @@ def register(app: typer.Typer) -> None:
         jobs: int = config_option(W, "jobs"),
         threads: int = typer.Option(0, min=0, help="torch threads per trial (0: default; 1 with --jobs > 1)"),
         storage: str = config_option(W, "storage"),
+        heartbeat: int = config_option(W, "heartbeat"),
         baseline: List[str] = typer.Option(["dscnn-kws"], help="trained models to show for comparison"),
         as_json: Json = False,
     ):
@@ -182,7 +183,7 @@ def register(app: typer.Typer) -> None:
                           search={"cost": cost, "epochs": epochs, "warmup_epochs": warmup_epochs, "arch_lr": arch_lr,
                                   "layers": layers, "threads": threads, "device": device,
                                   "first_stride": _stride(first_stride)},
-                          train_epochs=train_epochs, jobs=jobs, storage=storage)
+                          train_epochs=train_epochs, jobs=jobs, storage=storage, heartbeat=heartbeat)
         rows = run_sweep(cfg, log=_log(as_json), threads=threads)
         _write_pareto(rows + baseline_rows(data, baseline), out, as_json)
 

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from ..checks import DEVICE_HELP
 from .options import calib_clips_option, Json, Overwrite, check_new_output, emit_json, err
 
 
@@ -23,6 +24,7 @@ def register(app: typer.Typer) -> None:
         calib_clips: int = calib_clips_option(),
         weight_target: Optional[float] = typer.Option(None, help="learned: target average bits per weight (default 3)"),
         act_target: Optional[float] = typer.Option(None, help="learned: target average bits per activation (default 4)"),
+        device: str = typer.Option("auto", help="where QAT fine-tuning runs: " + DEVICE_HELP),
         report: bool = typer.Option(False, "--report", help="float vs ptq8, qat8, qat4, qat2, learned: accuracy and memory table"),
         overwrite: Overwrite = False,
         as_json: Json = False,
@@ -52,7 +54,7 @@ def register(app: typer.Typer) -> None:
             return
         config = preset(method, weight_bits=weight_target, act_bits=act_target)  # bad settings fail before any work
         bundle = quantize_model(model, config, data, epochs=epochs, lr=lr, calib_clips=calib_clips, log=log,
-                                progress=False)
+                                progress=False, device=device)
         save_bundle(bundle, out)
         from ..recipes.quantize import memory_row
 

@@ -34,12 +34,19 @@ class AugmentConfig:
 
 
 class WaveAugment:
-    """Augments a float batch (B, T) of 16 kHz clips; all randomness comes from the generator given."""
+    """Augments a float batch (B, T) of 16 kHz clips; all randomness comes from the generator given.
+
+    The random draws are made on the CPU generator `g` (a few numbers per clip, in a fixed order), the
+    sample work on the batch's own device, so a seed gives the same draws on every device. The work is
+    done in few passes over the batch: speed perturbation and time shift are one interpolation (the
+    shift moves the positions read), and the noise segments are rows of one view of the recordings
+    (each followed by a clip of zeros), added in one multiply-add."""
 
     def __init__(self, cfg: AugmentConfig, background: list[np.ndarray], sample_rate: int = 16000):
         self.cfg = cfg
         self.sample_rate = sample_rate
         self.background = [torch.from_numpy(np.asarray(b, dtype=np.float32)) for b in background if len(b) > 0]
+        self._banks: dict = {}  # (device, clip length) -> (recordings with zeros after each, their offsets, lengths)
 
     @property
     def active(self) -> bool:
@@ -47,59 +54,78 @@ class WaveAugment:
         c = self.cfg
         return bool(c.gain_db > 0 or c.speed > 0 or c.time_shift_ms > 0 or (self.background and c.noise_prob > 0))
 
+    def _bank(self, device: torch.device, T: int):
+        key = (device, T)
+        if key not in self._banks:
+            parts = [p for b in self.background for p in (b, torch.zeros(T))]
+            lens = torch.tensor([len(b) for b in self.background], dtype=torch.long)
+            offsets = torch.cumsum(lens + T, 0) - lens - T
+            self._banks[key] = (torch.cat(parts).to(device), offsets.to(device), lens.to(device))
+        return self._banks[key]
+
     def __call__(self, x: torch.Tensor, g: torch.Generator, silence_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T = x.shape
-        cfg = self.cfg
+        cfg, dev = self.cfg, x.device
         if cfg.gain_db > 0:
             db = (torch.rand(B, 1, generator=g) * 2 - 1) * cfg.gain_db
-            x = x * 10 ** (db / 20)
-        if cfg.speed > 0:
-            x = _resample_rate(x, 1 + (torch.rand(B, 1, generator=g) * 2 - 1) * cfg.speed)
+            x = x * (10 ** (db / 20)).to(dev)
+        rate = 1 + (torch.rand(B, 1, generator=g) * 2 - 1) * cfg.speed if cfg.speed > 0 else None
         shift = int(cfg.time_shift_ms * self.sample_rate / 1000)
-        if shift > 0:
-            s = torch.randint(-shift, shift + 1, (B, 1), generator=g)
-            idx = torch.arange(T).unsqueeze(0) - s
-            valid = (idx >= 0) & (idx < T)
-            x = torch.gather(x, 1, idx.clamp(0, T - 1)) * valid
+        s = torch.randint(-shift, shift + 1, (B, 1), generator=g) if shift > 0 else None
+        if rate is not None or s is not None:
+            x = speed_and_shift(x, rate, s)
+        else:
+            x = x.clone()
         if self.background and cfg.noise_prob > 0:
             use = torch.rand(B, generator=g) < cfg.noise_prob
             if silence_mask is not None:
-                use |= silence_mask
+                use |= silence_mask.cpu()
             vol = torch.rand(B, generator=g) * cfg.noise_volume
             which = torch.randint(len(self.background), (B,), generator=g)
             starts = torch.rand(B, generator=g)
-            noise = torch.zeros_like(x)
-            for i in torch.nonzero(use).flatten().tolist():
-                b = self.background[which[i]]
-                st = int(starts[i] * max(0, len(b) - T))
-                seg = b[st : st + T]
-                noise[i, : len(seg)] = seg * vol[i]
-            x = x + noise
-        return x.clamp(-1.0, 1.0)
+            bank, offsets, lens = self._bank(dev, T)
+            which, starts = which.to(dev), starts.to(dev)
+            st = (starts * (lens[which] - T).clamp(min=0).float()).long()  # as int(start * max(0, len - T))
+            seg = bank.unfold(0, T, 1)[offsets[which] + st]  # (B, T): the recording, then its zeros
+            x.addcmul_(seg, (vol * use).to(dev).unsqueeze(1))
+        return x.clamp_(-1.0, 1.0)
 
 
-def _resample_rate(x: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
-    """Play each clip at its own rate (linear interpolation about the clip's centre, zero outside)."""
+def speed_and_shift(x: torch.Tensor, rate: torch.Tensor | None, s: torch.Tensor | None) -> torch.Tensor:
+    """Each clip played at its own `rate` (B, 1) (linear interpolation about the clip's centre, zero
+    outside), then shifted by `s` (B, 1) samples (zero fill): output sample t reads the clip at
+    (t - s - T/2) * rate + T/2, and is zero where t - s or that position falls outside the clip."""
     B, T = x.shape
-    pos = (torch.arange(T, dtype=torch.float32) - T / 2) * rate + T / 2  # (B, T)
-    valid = (pos >= 0) & (pos <= T - 1)
-    i0 = pos.floor().long().clamp(0, T - 2)
-    frac = pos - i0
-    y = torch.gather(x, 1, i0) * (1 - frac) + torch.gather(x, 1, i0 + 1) * frac
-    return y * valid
+    dev = x.device
+    rate = torch.ones(B, 1) if rate is None else rate.float()
+    s = torch.zeros(B, 1) if s is None else s.float()
+    t = torch.arange(T, dtype=torch.float32, device=dev).unsqueeze(0)
+    base = (T / 2 - (s + T / 2) * rate).to(dev)
+    pos = torch.addcmul(base, t, rate.to(dev))  # (B, T), one pass
+    # pos grows with t: the valid outputs are one run [lo, hi) per clip, found on (B, 1)
+    lo = torch.maximum(s, torch.ceil((s + T / 2) - (T / 2) / rate))
+    hi = torch.minimum(s + T, torch.floor((s + T / 2) + (T / 2 - 1) / rate) + 1)
+    i0 = pos.floor().clamp_(0, T - 2)
+    frac = pos.sub_(i0)  # 1 at the last sample
+    i0 = i0.long()
+    y = torch.lerp(torch.gather(x, 1, i0), torch.gather(x, 1, i0 + 1), frac)
+    return y.mul_((t >= lo.to(dev)) & (t < hi.to(dev)))
 
 
 def spec_augment(f: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
-    """Zero random bands of frames and coefficients in features (B, T, F); waveforms pass unchanged."""
+    """Zero random bands of frames and coefficients in features (B, T, F); waveforms pass unchanged.
+    The band positions are drawn on the CPU generator `g`, the masking runs on the features' device."""
     if f.ndim != 3:
         return f
     B, T, F = f.shape
-    keep = torch.ones_like(f, dtype=torch.bool)
+    dev = f.device
+    keep = torch.ones(f.shape, dtype=torch.bool, device=dev)
     for n, width, size, dim in ((cfg.time_masks, cfg.time_mask_width, T, 1), (cfg.freq_masks, cfg.freq_mask_width, F, 2)):
-        pos = torch.arange(size)
+        pos = torch.arange(size, device=dev)
         for _ in range(n if width > 0 else 0):
             w = torch.randint(0, width + 1, (B, 1), generator=g)
             s = (torch.rand(B, 1, generator=g) * (size - w + 1)).long()
+            w, s = w.to(dev), s.to(dev)
             band = (pos >= s) & (pos < s + w)  # (B, size)
             keep &= ~(band.unsqueeze(2) if dim == 1 else band.unsqueeze(1))
     return f * keep

@@ -1,4 +1,10 @@
-"""Decoded clips in memory: one int16 array per split, cached on disk, broken files skipped and counted."""
+"""Decoded clips: one int16 array per split, cached on disk and memory-mapped, broken files skipped and counted.
+
+The cache of a clip list is a folder `<cache>/clips/<key>/` holding `audio.i16` (the raw int16 samples,
+N x 16000: 3.4 GB for the full data set's 105k clips, read through np.memmap, so only the batches in
+use are in RAM) and `meta.json` (count, labels, names, skips, notes). Speech Commands is 16-bit audio,
+so int16 holds the decoded samples exactly. The folder is written under a temporary name and renamed
+into place: a cache is complete or absent."""
 from __future__ import annotations
 
 import hashlib
@@ -6,7 +12,8 @@ import json
 import os
 import warnings
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,8 +81,39 @@ def _to_int16(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
 
 
+def _decode(path: str):
+    """One file as int16 samples and its notes, or the AudioError (a worker process's task)."""
+    try:
+        x, notes = read_clip(path)
+        return _to_int16(x), notes
+    except AudioError as exc:
+        return exc
+
+
+# below this many files decoding stays in this process (starting worker processes costs more)
+PARALLEL_MIN_FILES = 256
+
+
+def decode_files(paths: list, workers: int | None = None, progress=None):
+    """(int16 clip, notes) or AudioError for each path, in order; `workers` processes decode in
+    parallel (default: one per CPU core; 1 or few files: this process)."""
+    auto = workers is None
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1 or (auto and len(paths) < PARALLEL_MIN_FILES):
+        yield from _progress(map(_decode, map(str, paths)), len(paths), progress, "decoding audio")
+        return
+    import multiprocessing as mp
+
+    # fork where there is one: the workers only decode (no torch), and a user's script needs no
+    # `if __name__ == "__main__"` guard, as spawn and forkserver would require
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        results = pool.map(_decode, map(str, paths), chunksize=32)
+        yield from _progress(results, len(paths), progress, f"decoding audio ({workers} processes)")
+
+
 def _cache_key(ds: SpeechCommands, entries: list[Entry], seed: int) -> str:
-    h = hashlib.sha1(f"{ds.root.resolve()}|{seed}|v1".encode())
+    h = hashlib.sha1(f"{ds.root.resolve()}|{seed}|v2".encode())
     for e in entries:
         h.update(f"{e.path}|{e.label}\n".encode())
         if e.path is not None:
@@ -105,62 +143,89 @@ def load_clips(
     seed: int = 0,
     cache: bool = True,
     progress=None,
+    workers: int | None = None,
 ) -> ClipSet:
     """Decode every entry (silence entries are cut from background noise at a random volume).
 
     Unreadable or empty files are skipped and listed in `ClipSet.skipped`, never fatal. With
-    `cache`, the decoded array is stored under `cache_root()` keyed by the file list and stats.
+    `cache`, the decoded clips are stored under `cache_root()` keyed by the file list and stats, and
+    `ClipSet.audio` is a read-only memory map of them. `workers` decoding processes (default: one per
+    CPU core) for lists of `PARALLEL_MIN_FILES` files or more.
     """
     key = _cache_key(ds, entries, seed)
-    path = cache_root() / "clips" / f"{key}.npz"
-    if cache and path.exists():
+    folder = cache_root() / "clips" / key
+    if cache and (folder / "meta.json").exists():
         try:
-            z = np.load(path, allow_pickle=False)
-            meta = json.loads(str(z["meta"]))
-            return ClipSet(z["audio"], z["labels"], meta["names"], label_names, key,
-                           [tuple(s) for s in meta["skipped"]], Counter(meta["notes"]))
-        except Exception:  # a damaged cache file is rebuilt, not trusted
-            path.unlink(missing_ok=True)
+            return _read_cache(folder, label_names, key)
+        except Exception:  # a damaged cache is rebuilt, not trusted
+            shutil.rmtree(folder, ignore_errors=True)
 
     rng = np.random.default_rng(seed)
     background = load_background(ds) if any(e.path is None for e in entries) else []
     if any(e.path is None for e in entries) and not background:
         raise DatasetError(f"{ds.root}: no readable {BACKGROUND}/ clip to cut silence from")
     files = [e for e in entries if e.path is not None]
+    tmp = folder.with_name(f"{key}.tmp{os.getpid()}")
+    if cache:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    out = open(tmp / "audio.i16", "wb") if cache else None
+    kept: list[np.ndarray] = []  # without a cache the clips stay in memory
 
-    def work(e: Entry):
-        try:
-            return read_clip(ds.root / e.path)
-        except AudioError as exc:
-            return exc
+    def put(x: np.ndarray):
+        if out is not None:
+            out.write(np.ascontiguousarray(x, dtype=np.int16).tobytes())
+        else:
+            kept.append(x)
 
-    audio, labels, names, skipped, notes = [], [], [], [], Counter()
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = pool.map(work, files)
-        for e, r in zip(files, _progress(results, len(files), progress, "decoding audio")):
+    labels, names, skipped, notes = [], [], [], Counter()
+    try:
+        for e, r in zip(files, decode_files([ds.root / e.path for e in files], workers, progress)):
             if isinstance(r, Exception):
                 skipped.append((e.path, str(r)))
                 continue
             x, fixes = r
             notes.update(fixes)
-            audio.append(_to_int16(x))
+            put(x)
             labels.append(e.label)
             names.append(e.path)
-    for i, e in enumerate(x for x in entries if x.path is None):
-        b = background[rng.integers(len(background))]
-        start = rng.integers(0, max(1, len(b) - CLIP_SAMPLES))
-        audio.append(_to_int16(np.pad(b[start : start + CLIP_SAMPLES], (0, max(0, CLIP_SAMPLES - len(b)))) * rng.uniform(0, 1)))
-        labels.append(e.label)
-        names.append(f"{SILENCE}/{i}")
-    cs = ClipSet(np.stack(audio) if audio else np.zeros((0, CLIP_SAMPLES), np.int16),
-                 np.asarray(labels, dtype=np.int64), names, label_names, key, skipped, notes)
-    if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-        meta = json.dumps({"names": names, "skipped": skipped, "notes": dict(notes)})
-        np.savez(tmp, audio=cs.audio, labels=cs.labels, meta=np.array(meta))
-        os.replace(tmp, path)
-    return cs
+        for i, e in enumerate(x for x in entries if x.path is None):
+            b = background[rng.integers(len(background))]
+            start = rng.integers(0, max(1, len(b) - CLIP_SAMPLES))
+            put(_to_int16(np.pad(b[start : start + CLIP_SAMPLES], (0, max(0, CLIP_SAMPLES - len(b)))) * rng.uniform(0, 1)))
+            labels.append(e.label)
+            names.append(f"{SILENCE}/{i}")
+        if out is None:
+            audio = np.stack(kept) if kept else np.zeros((0, CLIP_SAMPLES), np.int16)
+            return ClipSet(audio, np.asarray(labels, dtype=np.int64), names, label_names, key, skipped, notes)
+        out.close()
+        meta = {"n": len(labels), "samples": CLIP_SAMPLES, "labels": labels, "names": names, "skipped": skipped,
+                "notes": dict(notes)}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        if folder.exists() and not (folder / "meta.json").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder (not one of ours): replace it
+        try:
+            os.replace(tmp, folder)  # atomic; fails if another process has just put the same cache in place
+        except OSError:
+            if not (folder / "meta.json").exists():
+                raise
+    finally:
+        if out is not None and not out.closed:
+            out.close()
+        if cache:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return _read_cache(folder, label_names, key)
+
+
+def _read_cache(folder: Path, label_names: list[str], key: str) -> ClipSet:
+    meta = json.loads((folder / "meta.json").read_text())
+    n, t = int(meta["n"]), int(meta["samples"])
+    path = folder / "audio.i16"
+    if path.stat().st_size != n * t * 2:
+        raise ValueError(f"{path}: {path.stat().st_size} bytes, expected {n * t * 2}")
+    audio = np.memmap(path, dtype=np.int16, mode="r", shape=(n, t)) if n else np.zeros((0, t), np.int16)
+    return ClipSet(audio, np.asarray(meta["labels"], dtype=np.int64), meta["names"], label_names, key,
+                   [tuple(x) for x in meta["skipped"]], Counter(meta["notes"]))
 
 
 def _progress(it, total, progress, description):

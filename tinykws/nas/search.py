@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import build_frontend, get_preset
-from ..checks import ConfigError, setting, validate
+from ..checks import ConfigError, resolve_device, setting, validate
 from ..data.augment import AugmentConfig, WaveAugment, spec_augment
 from ..data.features import cached_features
 from ..data.speech_commands import make_task
@@ -224,8 +224,7 @@ def _search(cfg, run, state, space, table, progress, data, log) -> SearchResult:
         space = cfg.make_space(len(data.labels))
         table = cfg.make_table(space)
     fe_cfg = get_preset(cfg.frontend_preset)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if cfg.device == "auto" else cfg.device)
+    device = resolve_device(cfg.device)  # cuda on a machine without one: a one-line error naming --device
     frontend = build_frontend(fe_cfg)
     torch.manual_seed(cfg.seed)
     net = SuperNet(space, cfg.quant_bits, share_weights=cfg.share_weights)

@@ -62,12 +62,14 @@ def _bundle_of(model, bundle, config: QuantConfig, metrics: dict):
 
 
 def quantize_model(model=None, method="ptq8", data=None, epochs: int | None = None, lr: float = 1e-3,
-                   calib_clips: int = CALIB_CLIPS, log=print, progress: bool = False, seed: int = 0):
+                   calib_clips: int = CALIB_CLIPS, log=print, progress: bool = False, seed: int = 0,
+                   device: str = "auto"):
     """Quantize a model file (or shipped name; None: the shipped model) and return a ModelBundle.
 
     PTQ calibrates on `calib_clips` training clips. QAT and learned bit-widths then fine-tune with
     the model's own training settings for `epochs` (default 15; learned: that many with the
-    memory penalty, then half as many with the bit-widths frozen) at learning rate `lr`.
+    memory penalty, then half as many with the bit-widths frozen) at learning rate `lr`, on `device`
+    (auto, cpu, cuda, cuda:N; in fp32: fake quantization needs exact ranges).
     """
     from ..train import TrainConfig, load_model, train
 
@@ -88,7 +90,7 @@ def quantize_model(model=None, method="ptq8", data=None, epochs: int | None = No
     epochs = epochs or 15
     cfg = TrainConfig.from_dict({**bundle.train_config, "data": str(data_dir)}) if bundle.train_config else \
         TrainConfig(data=str(data_dir), model=bundle.arch, model_kwargs=bundle.model_kwargs)
-    cfg = replace(cfg, lr=lr, warmup_epochs=1, seed=seed)
+    cfg = replace(cfg, lr=lr, warmup_epochs=1, seed=seed, device=device)
     quant = config_to_dict(config)
     with tempfile.TemporaryDirectory(prefix="tinykws-qat-") as tmp:
         if isinstance(config, LearnedBitsConfig):

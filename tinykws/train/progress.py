@@ -16,9 +16,13 @@ class Progress:
             self.p.start()
             self.t = self.p.add_task(description, total=total, completed=done)
 
-    def step(self, description: str) -> None:
+    def step(self, description: str | None = None) -> None:
+        """One step done; a new description when given (else the last one stays)."""
         if self.p:
-            self.p.update(self.t, advance=1, description=description)
+            if description is None:
+                self.p.update(self.t, advance=1)
+            else:
+                self.p.update(self.t, advance=1, description=description)
 
     def close(self) -> None:
         if self.p:

@@ -10,14 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import build_frontend, get_preset
-from ..checks import setting, validate
+from ..checks import DEVICE_HELP, ConfigError, resolve_device, setting, validate
 from ..data.augment import AugmentConfig, WaveAugment, spec_augment
 from ..data.clips import ClipSet, load_background, load_clips
 from ..data.features import cached_features
 from ..data.speech_commands import SILENCE, UNKNOWN, SpeechCommands, make_task
 from ..models import create_model
 from .checkpoint import ModelBundle, atomic_save, load_bundle, read_checkpoint, save_bundle
-from .evaluate import evaluate_features
+from .evaluate import evaluate_features, prepare_model
 from .loop import run_epochs
 from .rundir import RunDir, config_changes
 
@@ -30,6 +30,36 @@ def settings_from_dict(cls, d: dict, what: str):
         raise ValueError(f"unknown {what} settings {sorted(unknown)}")
     d["augment"] = AugmentConfig(**d.get("augment", {}))
     return cls(**d)
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def check_device_spec(spec: str, option: str = "device") -> None:
+    """A `--device` value's form (auto, cpu, cuda, cuda:N); whether that GPU exists is checked when
+    training starts (`resolve_device`), so that a run stored on a GPU machine still loads elsewhere."""
+    head, _, index = str(spec).strip().lower().partition(":")
+    if head not in ("auto", "cpu", "cuda") or (index and (head != "cuda" or not index.isdigit())):
+        raise ConfigError(f"--{option} must be {DEVICE_HELP} (got {spec!r})")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a run (None: plain fp32). Mixed precision runs on CUDA only: on the CPU,
+    bf16 autocast is slower than fp32 for these small convolutions and changes the results."""
+    if device.type != "cuda":
+        if precision in ("bf16", "fp16"):
+            raise ConfigError(f"--precision {precision} needs a CUDA device (this run trains on {device})")
+        return None
+    if precision == "fp32":
+        return None
+    if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
+def plain_state_dict(model: torch.nn.Module) -> dict:
+    """The model's weights as contiguous CPU copies (what model files store, whatever the device/layout)."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
 
 
 @dataclass
@@ -54,10 +84,14 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = setting(0, help="seed of initialisation, data order and augmentation")
     threads: int = setting(0, lo=0, help="torch CPU threads (0: torch's default)")
+    device: str = setting("auto", help=DEVICE_HELP)
+    precision: str = setting("auto", choices=PRECISIONS, help="auto (bf16 or fp16 autocast on a GPU, fp32 on the CPU), "
+                             "fp32, bf16 or fp16 (the last two: CUDA only)")
 
     def __post_init__(self):
         validate(self)
         make_task(self.task)  # a bad task fails here, naming it
+        check_device_spec(self.device)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -115,14 +149,15 @@ def epoch_steps(labels: np.ndarray, unknown_id: int | None, cfg) -> int:
 
 def make_optimizer(params, cfg) -> torch.optim.Optimizer:
     """AdamW or Nesterov SGD from a settings object (optimizer, lr, momentum, weight_decay);
-    weight decay on weight matrices and kernels only, not on biases and norms."""
+    weight decay on weight matrices and kernels only, not on biases and norms. AdamW runs as one fused
+    kernel per step (CPU and CUDA)."""
     params = list(params)
     groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     if cfg.optimizer == "adam":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use adam or sgd")
 
 
@@ -148,6 +183,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     training) instead of a fresh `cfg.model`; `quant` (and `prune`, the pruning settings and shapes)
     is then stored in the model files so that `ModelBundle.build` can rebuild it. `after_step(model)`
     runs after every optimizer step (pruning keeps its masks with it)."""
+    resolve_device(cfg.device)  # a GPU this machine lacks fails here, before the run folder is touched
+    autocast_dtype(cfg.precision, resolve_device(cfg.device))
     run = RunDir(cfg.out, inputs=[cfg.data, *cfg.extra_data])
     run.prepare(resume, overwrite)
     state = None
@@ -157,6 +194,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     # everything that can be wrong with the settings fails here, before any file is written
+    device = resolve_device(cfg.device)
+    amp = autocast_dtype(cfg.precision, device)
+    if quant and amp is not None:
+        amp = None  # fake quantization needs exact fp32 ranges and rounding: QAT trains in fp32
     labels = make_task(cfg.task).labels
     fe_cfg = get_preset(cfg.frontend)
     kind = getattr(model or create_model(cfg.model, num_classes=len(labels), **cfg.model_kwargs), "input_kind", fe_cfg.kind)
@@ -166,6 +207,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     torch.manual_seed(cfg.seed)
     if model is None:
         model = create_model(cfg.model, num_classes=len(labels), input_shape=fe_cfg.feature_shape, **cfg.model_kwargs)
+    model = prepare_model(model, device)
     opt = make_optimizer(model.parameters(), cfg)
     data = data or load_train_data(cfg, progress)
     log(f"training: {data.train.summary()}; validation: {data.val.summary()}")
@@ -175,7 +217,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     run.start(asdict(cfg), resume=resume)
     try:
         return _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, progress, log, quant, extra_loss,
-                           prune, after_step)
+                           device, amp, prune, after_step)
     except BaseException:
         run.abandon()  # a start that failed before its first checkpoint leaves nothing behind
         raise
@@ -197,8 +239,9 @@ def resumed_config(cls, stored: dict, cfg, given, done: int):
         if cfg.epochs < done:
             raise ValueError(f"{cfg.out}: --epochs {cfg.epochs} is fewer than the {done} epochs already run")
         old.epochs = cfg.epochs
-    if "threads" in given:
-        old.threads = cfg.threads
+    for name in ("threads", "device", "precision"):  # where and how it runs, not what it computes
+        if name in given:
+            setattr(old, name, getattr(cfg, name))
     return old
 
 
@@ -207,13 +250,15 @@ OPTION_NAMES = {"model_kwargs": "--arch/--dropout", "augment": "--speed/--specau
 
 
 def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, progress, log, quant, extra_loss,
-                prune=None, after_step=None):
+                device=torch.device("cpu"), amp=None, prune=None, after_step=None):
     frontend = build_frontend(fe_cfg)
     augment = WaveAugment(cfg.augment, data.background)
     val_feats = cached_features(data.val, frontend, fe_cfg.key())
     # with no waveform augmentation the training features never change: take them from the cache
-    train_feats = cached_features(data.train, frontend, fe_cfg.key()) if not augment.active else None
+    train_feats = cached_features(data.train, frontend, fe_cfg.key()).to(device) if not augment.active else None
+    frontend = frontend.to(device)  # augmentation and MFCC run batched on the training device
     val_labels = torch.from_numpy(data.val.labels)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     unknown_id, silence_id = class_ids(data.labels)
     total = steps_per_epoch * cfg.epochs
     if state is not None:
@@ -221,38 +266,49 @@ def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, prog
         opt.load_state_dict(state["optimizer"])
 
     def bundle(metrics: dict) -> ModelBundle:
-        return ModelBundle(cfg.model, data.labels, fe_cfg, {k: v.clone() for k, v in model.state_dict().items()},
+        return ModelBundle(cfg.model, data.labels, fe_cfg, plain_state_dict(model),
                            cfg.model_kwargs, metrics, asdict(cfg), quant=quant or {}, prune=prune or {})
 
     def one_epoch(ep):
         idx = epoch_indices(data.train.labels, unknown_id, cfg.unknown_frac, ep.rng)
         model.train()
-        t0, seen, loss_sum, correct = time.time(), 0, 0.0, 0
+        t0, seen = time.time(), 0
+        # running sums stay on the device (no host sync per step); float64 like Python's floats
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
         for b in range(steps_per_epoch):
             bi = idx[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            y = torch.from_numpy(data.train.labels[bi])
+            y_cpu = torch.from_numpy(data.train.labels[bi])
+            y = y_cpu.to(device, non_blocking=True)
             with torch.no_grad():
                 if train_feats is None:
-                    feats = frontend(augment(torch.from_numpy(data.train.waves(bi)), ep.g, y == silence_id))
+                    waves = torch.from_numpy(data.train.waves(bi)).to(device, non_blocking=True)
+                    feats = frontend(augment(waves, ep.g, y_cpu == silence_id))
                 else:
-                    feats = train_feats[torch.from_numpy(bi)]
+                    feats = train_feats[torch.from_numpy(bi).to(device)]
                 feats = spec_augment(feats, cfg.augment, ep.g)
             for group in opt.param_groups:
                 group["lr"] = lr_at(ep.index * steps_per_epoch + b, total, cfg.warmup_epochs * steps_per_epoch, cfg.lr)
-            logits = model(feats)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                logits = model(feats)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             if extra_loss is not None:
                 loss = loss + extra_loss(model)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             if after_step is not None:
                 after_step(model)
             seen += len(y)
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            ep.bar.step(f"epoch {ep.number}/{ep.epochs} loss {loss_sum / seen:.3f}")
+            loss_sum += loss.detach().double() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            if b % 10 == 0 or b == steps_per_epoch - 1:  # the bar's running loss: one host sync per 10 steps
+                ep.bar.step(f"epoch {ep.number}/{ep.epochs} loss {loss_sum.item() / seen:.3f}")
+            else:
+                ep.bar.step()
         val = evaluate_features(model, val_feats, val_labels, data.labels)
+        loss_sum, correct = loss_sum.item(), correct.item()
         rec = {"epoch": ep.number, "train_loss": round(loss_sum / seen, 5), "train_acc": round(correct / seen, 5),
                "val_acc": round(val.accuracy, 5), "lr": opt.param_groups[0]["lr"],
                "samples_per_s": round(seen / (time.time() - t0), 1)}
