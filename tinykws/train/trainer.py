@@ -17,6 +17,7 @@ from ..data.features import cached_features
 from ..data.speech_commands import SILENCE, UNKNOWN, SpeechCommands, make_task
 from ..models import create_model
 from .checkpoint import ModelBundle, atomic_save, load_bundle, read_checkpoint, save_bundle
+from .distill import Teachers
 from .evaluate import evaluate_features
 from .loop import run_epochs
 from .rundir import RunDir, config_changes
@@ -54,6 +55,9 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = setting(0, help="seed of initialisation, data order and augmentation")
     threads: int = setting(0, lo=0, help="torch CPU threads (0: torch's default)")
+    teacher: list[str] = field(default_factory=list)  # model files / shipped names to distill from (tinykws.train.distill)
+    kd_temperature: float = setting(4.0, lo=0, lo_open=True, help="distillation temperature of the soft targets")
+    kd_alpha: float = setting(0.5, lo=0, hi=1, help="weight of the distillation term (1 - alpha: cross-entropy)")
 
     def __post_init__(self):
         validate(self)
@@ -161,6 +165,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     if kind != fe_cfg.kind:
         raise ValueError(f"model {cfg.model!r} takes {kind} input but front end {cfg.frontend!r} "
                          f"gives {fe_cfg.kind}; use --frontend {'raw' if kind == 'raw' else 'mlperf'}")
+    teachers = Teachers.load(cfg.teacher, labels, cfg.kd_temperature, cfg.kd_alpha) if cfg.teacher else None
     torch.manual_seed(cfg.seed)
     if model is None:
         model = create_model(cfg.model, num_classes=len(labels), input_shape=fe_cfg.feature_shape, **cfg.model_kwargs)
@@ -172,7 +177,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     steps_per_epoch = epoch_steps(data.train.labels, class_ids(data.labels)[0], cfg)
     run.start(asdict(cfg), resume=resume)
     try:
-        return _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, progress, log, quant, extra_loss)
+        return _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, progress, log, quant, extra_loss,
+                           teachers)
     except BaseException:
         run.abandon()  # a start that failed before its first checkpoint leaves nothing behind
         raise
@@ -203,7 +209,8 @@ def resumed_config(cls, stored: dict, cfg, given, done: int):
 OPTION_NAMES = {"model_kwargs": "--arch/--dropout", "augment": "--speed/--specaug", "task": "--task/--keywords"}
 
 
-def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, progress, log, quant, extra_loss):
+def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, progress, log, quant, extra_loss,
+                teachers=None):
     frontend = build_frontend(fe_cfg)
     augment = WaveAugment(cfg.augment, data.background)
     val_feats = cached_features(data.val, frontend, fe_cfg.key())
@@ -229,14 +236,20 @@ def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, prog
             y = torch.from_numpy(data.train.labels[bi])
             with torch.no_grad():
                 if train_feats is None:
-                    feats = frontend(augment(torch.from_numpy(data.train.waves(bi)), ep.g, y == silence_id))
+                    waves = augment(torch.from_numpy(data.train.waves(bi)), ep.g, y == silence_id)
+                    feats = frontend(waves)
                 else:
-                    feats = train_feats[torch.from_numpy(bi)]
+                    waves, feats = None, train_feats[torch.from_numpy(bi)]
+                if teachers is not None:  # the same (augmented) waveforms, before SpecAugment
+                    soft = teachers.soft_targets(waves if waves is not None else torch.from_numpy(data.train.waves(bi)))
                 feats = spec_augment(feats, cfg.augment, ep.g)
             for group in opt.param_groups:
                 group["lr"] = lr_at(ep.index * steps_per_epoch + b, total, cfg.warmup_epochs * steps_per_epoch, cfg.lr)
             logits = model(feats)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if teachers is None:
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            else:
+                loss = teachers.loss(logits, y, soft, cfg.label_smoothing)
             if extra_loss is not None:
                 loss = loss + extra_loss(model)
             opt.zero_grad(set_to_none=True)
