@@ -100,3 +100,29 @@ def test_generated_c_bit_exact_on_host(name, kw, feats, tmp_path):
     for kernels in ("ref", "fast"):
         generate(im, tmp_path / kernels, kernels=kernels)
         assert np.array_equal(run_host(tmp_path / kernels, x).reshape(ref.shape), ref), kernels
+
+
+@pytest.mark.parametrize("name,kw", [("bcresnet", {"tau": 1}), ("tcresnet8", {"width": 0.5})])
+def test_qat_steps_then_bit_exact(name, kw, feats):
+    from tinykws.quant import QATConfig
+
+    torch.manual_seed(0)
+    m = create_model(name, **kw)
+    quantize_(m, QATConfig(weight_bits=8, act_bits=8), calib=feats)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.01)
+    y = torch.randint(0, 12, (len(feats),))
+    m.train()
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(m(feats), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert any(not torch.equal(before[k], v) for k, v in m.state_dict().items() if v.is_floating_point())
+    if name == "bcresnet":
+        bcasts = [b for b in m.modules() if hasattr(b, "bins")]  # quantized copies of the Broadcast convs
+        assert len(bcasts) == 12 and all(torch.equal(b.weight, torch.ones_like(b.weight)) for b in bcasts)
+    m.eval()
+    im = to_integer(m)
+    x = im.quantize_input(feats[:24].numpy())
+    assert np.array_equal(tflm_run(to_tflite_bytes(im), x), im.run(x))
