@@ -72,6 +72,7 @@ def _quantized(name, kw, feats):
     return m, to_integer(m, meta={"labels": LABELS})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,kw", [("bcresnet", {"tau": 1}), ("tcresnet8", {})])
 def test_int8_tflite_bit_exact(name, kw, feats, tmp_path):
     m, im = _quantized(name, kw, feats)
@@ -102,6 +103,7 @@ def test_generated_c_bit_exact_on_host(name, kw, feats, tmp_path):
         assert np.array_equal(run_host(tmp_path / kernels, x).reshape(ref.shape), ref), kernels
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,kw", [("bcresnet", {"tau": 1}), ("tcresnet8", {"width": 0.5})])
 def test_qat_steps_then_bit_exact(name, kw, feats):
     from tinykws.quant import QATConfig
