@@ -1,6 +1,7 @@
 """The `tinykws` command: a thin layer over the library."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -68,7 +69,9 @@ _TRAIN_FIELDS = {"data": "data", "model": "model", "arch": "model_kwargs", "drop
                  "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr",
                  "weight_decay": "weight_decay", "label_smoothing": "label_smoothing", "unknown_frac": "unknown_frac",
                  "speed": "augment", "specaug": "augment", "threads": "threads", "seed": "seed",
-                 "device": "device", "precision": "precision"}
+                 "device": "device", "precision": "precision",
+                 "model_args": "model_kwargs", "teacher": "teacher", "kd_temperature": "kd_temperature",
+                 "kd_alpha": "kd_alpha"}
 T = TrainConfig
 
 
@@ -91,6 +94,12 @@ def train_cmd(
     weight_decay: float = config_option(T, "weight_decay"),
     label_smoothing: float = config_option(T, "label_smoothing"),
     dropout: Optional[float] = typer.Option(None, help="dropout rate, for models that take one"),
+    model_args: Optional[str] = typer.Option(None, help='more model settings as JSON, e.g. \'{"tau": 2}\' for '
+                                                        'bcresnet or \'{"width": 1.5}\' for tcresnet8'),
+    teacher: Optional[str] = typer.Option(None, help="distil from these model files / shipped names (FILE[,FILE...]: "
+                                                      "an ensemble averages their soft targets)"),
+    kd_temperature: float = config_option(T, "kd_temperature"),
+    kd_alpha: float = config_option(T, "kd_alpha"),
     unknown_frac: float = config_option(T, "unknown_frac"),
     speed: float = config_option(AugmentConfig, "speed"),
     specaug: bool = typer.Option(True, help="SpecAugment time and coefficient masks"),
@@ -107,13 +116,22 @@ def train_cmd(
     from ..train import train
 
     aug = AugmentConfig(speed=speed, **({} if specaug else {"time_masks": 0, "freq_masks": 0}))
+    try:
+        extra_kw = json.loads(model_args) if model_args else {}
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not JSON ({exc.msg})", param_hint="--model-args") from None
+    if not isinstance(extra_kw, dict):
+        raise typer.BadParameter("must be a JSON object such as '{\"tau\": 2}'", param_hint="--model-args")
+    teachers = [t.strip() for t in teacher.split(",") if t.strip()] if teacher else []
     if arch and model == T.model:  # an architecture string names a searched network
         model = parse_arch(arch).model_name
     cfg = TrainConfig(data=str(data), out=str(out), model=model, frontend=frontend, task=keywords or task,
                       extra_data=[str(p) for p in extra_data], epochs=epochs, batch_size=batch_size,
                       optimizer=optimizer, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
                       unknown_frac=unknown_frac, augment=aug, seed=seed, threads=threads,
-                      device=device, precision=precision, model_kwargs={**({"dropout": dropout} if dropout is not None else {}),
+                      device=device, precision=precision,
+                      teacher=teachers, kd_temperature=kd_temperature, kd_alpha=kd_alpha,
+                      model_kwargs={**extra_kw, **({"dropout": dropout} if dropout is not None else {}),
                                     **({"arch": arch} if arch else {})})
     given = {_TRAIN_FIELDS[o] for o in given_options(ctx) if o in _TRAIN_FIELDS}
     bundle = train(cfg, resume=resume, overwrite=overwrite, given=given)

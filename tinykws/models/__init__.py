@@ -10,6 +10,7 @@ from .cost import LayerCost, ModelCost, count_cost
 from .blocks import ConvBNAct, DepthwiseSeparable, InvertedResidual, MBConv
 from . import cnn, dscnn, raw  # noqa: F401  (registers the models)
 from . import mbnet  # noqa: F401  (registers mbnet, mbnet_raw: models from architecture search)
+from . import resnets  # noqa: F401  (registers bcresnet, tcresnet8, tcresnet14)
 
 __all__ = [
     "create_model", "list_models", "register_model", "count_cost", "ModelCost", "LayerCost",

@@ -186,10 +186,18 @@ class ActQuant(nn.Module):
         return self(out)
 
     def requant_hook(self, module, args, out):
-        """Average pooling keeps its input's grid: round the mean back onto it (never observe)."""
-        if self.observing:
-            return out
-        return self(out)
+        """Average pooling keeps its input's grid: round the mean back onto it (never observe), as
+        TFLite's int8 AVERAGE_POOL_2D does: the mean of the stored int8 values (zero point
+        included) rounded half away from zero. Small windows (1x2, 1x3) make exact ties common."""
+        if self.observing or not bool(self.ready) or getattr(self, "export_mode", False):
+            return out if self.observing else self(out)
+        d, z, n = self.grid()
+        count = max(1, round(args[0][0].numel() / out[0].numel()))  # values per window
+        offset = -128 if self.signed else 127 - n.detach()  # grid level k is stored as k + offset
+        with torch.no_grad():
+            stored = torch.round(out / d * count) / count + z + offset  # exact multiples of 1/count
+            k = torch.clamp(torch.sign(stored) * torch.floor(stored.abs() + 0.5) - offset, 0, n.detach())
+        return out + (k - z - out / d).detach() * d  # identity gradient, as round_ste
 
     # ------------------------------------------------------------------ calibration
     @torch.no_grad()

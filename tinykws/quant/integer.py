@@ -2,7 +2,7 @@
 
 An `IntModel` is a TFLite-like graph: int8 activation tensors (NHWC, batch 1 in the shapes, any
 batch at run time) with a scale and a zero point, int8 weights with per-channel scales, int32
-biases, and a list of ops (conv, depthwise, fc, avgpool, maxpool, add, softmax, reshape). Each
+biases, and a list of ops (conv, depthwise, fc, avgpool, maxpool, add, softmax, reshape, pad). Each
 op carries its output clamp [qmin, qmax]. Fixed-point multipliers and shifts are derived from the
 float32 scales exactly as TFLite Micro's Prepare does, and `run` executes the ops with the
 integer reference kernels of `kernels.py`.
@@ -38,7 +38,7 @@ class QTensor:
 
 @dataclass
 class IntOp:
-    kind: str  # conv depthwise fc avgpool maxpool add softmax reshape
+    kind: str  # conv depthwise fc avgpool maxpool add softmax reshape pad
     inputs: list[int]  # tensor indices: activations first, then weights and bias for conv/fc
     output: int
     opts: dict = field(default_factory=dict)  # stride, pad (top, bottom, left, right), filter, qmin, qmax, act, ...
@@ -105,6 +105,9 @@ class IntModel:
             return K.softmax(x, o["_sm"])
         if op.kind == "reshape":
             return x.reshape(x.shape[0], *tout.shape[1:])
+        if op.kind == "pad":  # TFLite PAD of an int8 tensor fills with its zero point
+            t, b_, l, r = o["pad"]
+            return np.pad(x, ((0, 0), (t, b_), (l, r), (0, 0)), constant_values=np.int8(tin.zp))
         raise QuantizationError(f"no integer kernel for op {op.kind!r}")
 
     def _multipliers(self, op: IntOp):
@@ -279,7 +282,7 @@ def to_integer(model: nn.Module, meta: dict | None = None) -> IntModel:
                 raise QuantizationError(f"the addition in {name!r} is not quantized")
             out, p = b.act(name + ".add", _nhwc(node.shape), node.quant)
             b.ops.append(IntOp("add", [val[i] for i in node.inputs], out,
-                               {"qmin": p["qmin"], "qmax": p["qmax"], "act": "none"}))
+                               {"qmin": p["qmin"], "qmax": p["qmax"], "act": _act_kind(node.quant)}))
             val[node.id], order[node.id] = out, _canonical_order(node.shape)
             clamp[out] = (p["qmin"], p["qmax"])
             continue

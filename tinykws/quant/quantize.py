@@ -6,8 +6,9 @@
 
 Where activations are quantized (TFLite conventions): the model input; the output of every
 conv/linear (after the ReLU/ReLU6 it feeds directly, which is then fused); the output of every
-addition. Pads, max pools and reshapes keep their input's grid; average pooling rounds back onto
-its input's grid. Batch norm is folded into the conv/linear before it.
+addition (after the ReLU it feeds directly, then fused into the ADD). Pads, max pools and reshapes
+keep their input's grid; average pooling rounds back onto its input's grid. Batch norm is folded
+into the conv/linear before it.
 """
 from __future__ import annotations
 
@@ -109,7 +110,9 @@ def quantize_(model: nn.Module, config: QuantConfig, calib: torch.Tensor | None 
             host = model.get_submodule(node.name)
             if isinstance(host, _CONTAINERS):
                 raise QuantizationError(f"the addition in {node.name!r} cannot be quantized")
-            aq = ActQuant(abits, signed=True, learn_bits=learned, trainable=trainable)
+            user = graph.sole_user(node.id)  # a ReLU right after the sum is fused into the ADD
+            act = user.op if user is not None and user.op in ("relu", "relu6") else None
+            aq = ActQuant(abits, signed=act is None, relu6=act == "relu6", learn_bits=learned, trainable=trainable)
             host.add_quant = aq
             host.register_forward_hook(aq.output_hook)
             quants[node.id] = aq

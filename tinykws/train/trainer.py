@@ -17,6 +17,7 @@ from ..data.features import cached_features
 from ..data.speech_commands import SILENCE, UNKNOWN, SpeechCommands, make_task
 from ..models import create_model
 from .checkpoint import ModelBundle, atomic_save, load_bundle, read_checkpoint, save_bundle
+from .distill import Teachers
 from .evaluate import evaluate_features, prepare_model
 from .loop import run_epochs
 from .rundir import RunDir, config_changes
@@ -87,6 +88,9 @@ class TrainConfig:
     device: str = setting("auto", help=DEVICE_HELP)
     precision: str = setting("auto", choices=PRECISIONS, help="auto (bf16 or fp16 autocast on a GPU, fp32 on the CPU), "
                              "fp32, bf16 or fp16 (the last two: CUDA only)")
+    teacher: list[str] = field(default_factory=list)  # model files / shipped names to distill from (tinykws.train.distill)
+    kd_temperature: float = setting(4.0, lo=0, lo_open=True, help="distillation temperature of the soft targets")
+    kd_alpha: float = setting(0.5, lo=0, hi=1, help="weight of the distillation term (1 - alpha: cross-entropy)")
 
     def __post_init__(self):
         validate(self)
@@ -204,6 +208,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     if kind != fe_cfg.kind:
         raise ValueError(f"model {cfg.model!r} takes {kind} input but front end {cfg.frontend!r} "
                          f"gives {fe_cfg.kind}; use --frontend {'raw' if kind == 'raw' else 'mlperf'}")
+    teachers = Teachers.load(cfg.teacher, labels, cfg.kd_temperature, cfg.kd_alpha) if cfg.teacher else None
     torch.manual_seed(cfg.seed)
     if model is None:
         model = create_model(cfg.model, num_classes=len(labels), input_shape=fe_cfg.feature_shape, **cfg.model_kwargs)
@@ -217,7 +222,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     run.start(asdict(cfg), resume=resume)
     try:
         return _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, progress, log, quant, extra_loss,
-                           device, amp, prune, after_step)
+                           device, amp, prune, after_step, teachers)
     except BaseException:
         run.abandon()  # a start that failed before its first checkpoint leaves nothing behind
         raise
@@ -250,7 +255,7 @@ OPTION_NAMES = {"model_kwargs": "--arch/--dropout", "augment": "--speed/--specau
 
 
 def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, progress, log, quant, extra_loss,
-                device=torch.device("cpu"), amp=None, prune=None, after_step=None):
+                device=torch.device("cpu"), amp=None, prune=None, after_step=None, teachers=None):
     frontend = build_frontend(fe_cfg)
     augment = WaveAugment(cfg.augment, data.background)
     val_feats = cached_features(data.val, frontend, fe_cfg.key())
@@ -282,16 +287,23 @@ def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, prog
             y = y_cpu.to(device, non_blocking=True)
             with torch.no_grad():
                 if train_feats is None:
-                    waves = torch.from_numpy(data.train.waves(bi)).to(device, non_blocking=True)
-                    feats = frontend(augment(waves, ep.g, y_cpu == silence_id))
+                    raw = torch.from_numpy(data.train.waves(bi)).to(device, non_blocking=True)
+                    waves = augment(raw, ep.g, y_cpu == silence_id)
+                    feats = frontend(waves)
                 else:
-                    feats = train_feats[torch.from_numpy(bi).to(device)]
+                    waves, feats = None, train_feats[torch.from_numpy(bi).to(device)]
+                if teachers is not None:  # the same (augmented) waveforms, before SpecAugment
+                    tw = waves if waves is not None else torch.from_numpy(data.train.waves(bi))
+                    soft = teachers.soft_targets(tw.cpu()).to(device)
                 feats = spec_augment(feats, cfg.augment, ep.g)
             for group in opt.param_groups:
                 group["lr"] = lr_at(ep.index * steps_per_epoch + b, total, cfg.warmup_epochs * steps_per_epoch, cfg.lr)
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 logits = model(feats)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                if teachers is None:
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                else:
+                    loss = teachers.loss(logits.float(), y, soft, cfg.label_smoothing)
             if extra_loss is not None:
                 loss = loss + extra_loss(model)
             opt.zero_grad(set_to_none=True)
