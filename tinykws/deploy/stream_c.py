@@ -404,7 +404,7 @@ def bench_stream_m7(im, cfg: StreamCConfig | None = None, audio=None, kernels: s
                                f"detection) / hop, at one instruction per cycle",
             "flash_bytes": pipeline_flash, "flash": flash, "ram_bytes": pipeline_ram,
             "ram": {**ram, "stack": stack}, "stack_bytes": stack,
-            "results_times_ms": None, "results": scores.tolist(), "events": events,
+            "results": scores.tolist(), "events": events,
             "counting": "every instruction of each executed block (UC_HOOK_BLOCK), IT-skipped included",
             "est_note": "instructions / clock at one instruction per cycle (unicorn has no cycle model)",
             "target_instructions": 4_000_000, "meets_target": bool(classification and classification <= 4_000_000)}
