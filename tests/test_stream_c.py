@@ -2,6 +2,7 @@
 scores equal the Python streaming path of the device (integer model on the DeviceMFCC features) on
 a test stream of real clips; on the emulated Cortex-M7, a short stream gives the same results."""
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -81,8 +82,11 @@ def test_front_end_the_device_cannot_compute_is_an_error(im):
 
 def test_deploy_stream_cli_writes_the_loop(tmp_path):
     r = CliRunner().invoke(app, ["deploy", "--model", "dscnn-kws-device", "--out", str(tmp_path / "p"), "--stream",
-                                 "--hop-ms", "60", "--check", "0"])
+                                 "--hop-ms", "60", "--check", "0", "--json"])
     assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    assert info["stream"]["hop_ms"] == 60
+    assert info["flash_source"].startswith("measured")  # the network's M7 build is not disturbed by the loop's files
     for f in ("tkws_stream.c", "tkws_stream.h", "tkws_stream_config.h", "tkws_mfcc.c", "stream_main.c", "model.c"):
         assert (tmp_path / "p" / f).is_file()
     cfg = (tmp_path / "p" / "tkws_stream_config.h").read_text()

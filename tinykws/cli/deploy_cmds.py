@@ -94,6 +94,7 @@ def register(app: typer.Typer) -> None:
                 raise DeployError(f"{out}: the host build differs from the integer reference on "
                                   f"{int((y != ref).any(1).sum())} of {check} random inputs")
             log(f"host build (gcc) == integer reference on {check} random inputs")
+        size = flash_ram(out, gen, im)  # the network alone (before the loop's files join the folder)
         if stream:
             from ..deploy.stream_c import write_stream_sources
 
@@ -104,7 +105,6 @@ def register(app: typer.Typer) -> None:
             if check > 0:
                 info["stream_bit_exact"] = _check_stream(im, out, scfg, cmsis_dsp)
                 log("streaming loop (gcc) == Python device streaming path on 2 s of test audio")
-        size = flash_ram(out, gen, im)
         info.update(size)
         log(f"flash {size['flash_bytes']:,} bytes ({size['flash_source']}), RAM {size['ram_bytes']:,} bytes "
             f"({size['ram_source']})")
