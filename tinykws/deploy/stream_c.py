@@ -15,7 +15,6 @@ builds that with gcc and returns the events (and every network result).
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import subprocess
 import tempfile
