@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from .options import calib_clips_option, Json, Overwrite, emit_json, err
+from ..deploy.stream_c import StreamCConfig
+from .options import calib_clips_option, config_option, Json, Overwrite, emit_json, err
 
 KERNELS = ("ref", "fast", "cmsis-nn")
 LOOP_ORDERS = ("input", "weight")
@@ -33,6 +34,15 @@ def register(app: typer.Typer) -> None:
         ram_kb: Optional[float] = typer.Option(None, help="RAM budget (kB, 1000 bytes): fail if the model needs more"),
         check: int = typer.Option(16, help="random inputs to run the host build on against the integer reference "
                                            "(0: do not build on the host)"),
+        stream: bool = typer.Option(False, "--stream", help="also write the C streaming loop (tkws_stream.c/.h: int16 "
+                                                            "audio in, device MFCC, network every --hop-ms, detection)"),
+        hop_ms: int = config_option(StreamCConfig, "hop_ms"),
+        window_ms: int = config_option(StreamCConfig, "window_ms"),
+        threshold: int = config_option(StreamCConfig, "threshold"),
+        suppression_ms: int = config_option(StreamCConfig, "suppression_ms"),
+        min_count: int = config_option(StreamCConfig, "min_count"),
+        cmsis_dsp: Optional[Path] = typer.Option(None, "--cmsis-dsp", help="CMSIS-DSP source folder for --stream "
+                                                                            "(default: $TINYKWS_CMSIS_DSP or .cache/cmsisdsp)"),
         overwrite: Overwrite = False,
         as_json: Json = False,
     ):
@@ -52,8 +62,17 @@ def register(app: typer.Typer) -> None:
         if kernels == "cmsis-nn" and cmsis_nn is None:
             raise DeployError("--kernels cmsis-nn needs --cmsis-nn DIR (a CMSIS-NN source folder)")
         log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False, markup=False))
+        scfg = StreamCConfig(hop_ms, window_ms, threshold, suppression_ms, min_count) if stream else None
+        if stream and kernels == "cmsis-nn":
+            raise DeployError("--stream takes the tinykws kernels (--kernels ref | fast), not cmsis-nn")
         prepare_out_dir(out, overwrite, create=False)  # fail before any work
         im = load_int_model(source or model, data, calib_clips=calib_clips, log=log)
+        if stream:
+            from ..deploy.frontend import find_cmsis_dsp
+            from ..deploy.stream_c import stream_params
+
+            stream_params(im, scfg)  # a front end the device cannot compute, a bad hop: fail before writing
+            find_cmsis_dsp(cmsis_dsp)
         if kernels == "cmsis-nn":
             from ..deploy.cmsis import generate_cmsis
 
@@ -75,7 +94,17 @@ def register(app: typer.Typer) -> None:
                 raise DeployError(f"{out}: the host build differs from the integer reference on "
                                   f"{int((y != ref).any(1).sum())} of {check} random inputs")
             log(f"host build (gcc) == integer reference on {check} random inputs")
-        size = flash_ram(out, gen, im)
+        size = flash_ram(out, gen, im)  # the network alone (before the loop's files join the folder)
+        if stream:
+            from ..deploy.stream_c import write_stream_sources
+
+            write_stream_sources(im, out, scfg, cmsis_dsp)
+            info["stream"] = scfg.to_dict()
+            log(f"streaming loop: tkws_stream.c/.h (network every {scfg.hop_ms} ms); make stream-host builds "
+                "build/host/tkws_stream (int16 audio on stdin, detections on stdout)")
+            if check > 0:
+                info["stream_bit_exact"] = _check_stream(im, out, scfg, cmsis_dsp)
+                log("streaming loop (gcc) == Python device streaming path on 2 s of test audio")
         info.update(size)
         log(f"flash {size['flash_bytes']:,} bytes ({size['flash_source']}), RAM {size['ram_bytes']:,} bytes "
             f"({size['ram_source']})")
@@ -93,3 +122,22 @@ def register(app: typer.Typer) -> None:
         if over:
             err.print(f"[red]error:[/red] the model does not fit: {'; '.join(over)}", highlight=False)
             raise typer.Exit(1)
+
+
+def _check_stream(im, out, scfg, cmsis_dsp) -> bool:
+    """The host build of the loop against tinykws.stream.device on 2 s of a seeded noisy tone."""
+    import numpy as np
+
+    from ..deploy import DeployError
+    from ..deploy.stream_c import build_stream_host, run_stream_host
+    from ..stream.device import device_results
+
+    rng = np.random.default_rng(0)
+    t = np.arange(32000) / 16000.0
+    a = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(len(t))
+    build_stream_host(out, cmsis_dsp)
+    _, (tc, sc) = run_stream_host(out, a, chunk=500)
+    tp, sp = device_results(im, a, scfg.hop_ms, cmsis_dsp)
+    if not (np.array_equal(tc, tp) and np.array_equal(sc, sp)):
+        raise DeployError(f"{out}: the streaming loop's host build differs from the Python device streaming path")
+    return True

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from .options import calib_clips_option, Json, emit_json, err
+from ..deploy.stream_c import StreamCConfig
+from .options import calib_clips_option, config_option, Json, emit_json, err
 
 
 def format_bench(d: dict) -> str:
@@ -45,6 +46,13 @@ def register(app: typer.Typer) -> None:
                                                        "quantized zero input and random inputs)"),
         clips: int = typer.Option(3, help="clips to run with --data"),
         calib_clips: int = calib_clips_option(),
+        stream: bool = typer.Option(False, "--stream", help="the whole streaming pipeline (device MFCC + network + "
+                                                            "detection, tinykws deploy --stream): cost per hop, per "
+                                                            "network run, per classification; duty cycle"),
+        hop_ms: int = config_option(StreamCConfig, "hop_ms"),
+        seconds: float = typer.Option(1.2, min=1.0, max=10.0, help="--stream: seconds of audio to run (a seeded "
+                                                                     "noisy tone)"),
+        cmsis_dsp: Optional[Path] = typer.Option(None, "--cmsis-dsp", help="CMSIS-DSP source folder (--stream)"),
         as_json: Json = False,
     ):
         """Instructions (total, per layer, per MAC), flash, RAM and stack of a model on an emulated Cortex-M7."""
@@ -54,6 +62,9 @@ def register(app: typer.Typer) -> None:
         log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False, markup=False))
         cmsis = cmsis_nn or (Path(os.environ["CMSIS_NN_DIR"]) if os.environ.get("CMSIS_NN_DIR") else None)
         im = load_int_model(model, data, calib_clips=calib_clips, log=log)
+        if stream:
+            _bench_stream(im, model, kernels, opt, hop_ms, seconds, cmsis_dsp, clock_mhz, as_json)
+            return
         x = clip_inputs(im, data, clips) if data else default_inputs(im)
         d = bench_m7(im, kernels, loop_order, opt, dsp=not no_dsp, inputs=x, cmsis_dir=cmsis,
                      clock_mhz=clock_mhz, model=model)
@@ -63,3 +74,43 @@ def register(app: typer.Typer) -> None:
             typer.echo(format_bench(d))
         if not d["bit_exact"]:
             raise typer.Exit(1)
+
+
+def format_stream_bench(d: dict) -> str:
+    f, r = d["flash"], d["ram"]
+    return "\n".join([
+        f"{d['model']}: streaming pipeline on the emulated Cortex-M7, kernels {d['kernels']}, -{d['opt']}, "
+        f"{d['audio_ms']} ms of audio, {d['hops']} hops, {d['network_runs']} network runs, "
+        + ("results identical to the Python device streaming path" if d["bit_exact"] else "results DIFFER from the Python path"),
+        f"MFCC per new hop (20 ms of audio)   {d['instructions_per_hop_mfcc']:>12,} instructions",
+        f"network per run                     {d['instructions_per_network_run']:>12,}",
+        f"detection per run                   {d['instructions_per_detection']:>12,}",
+        f"one classification every {d['stream']['hop_ms']} ms ({d['frames_per_classification']} new frames + network) "
+        f"{d['instructions_per_classification']:,} = {d['est_ms_per_classification']} ms at {d['clock_mhz']:g} MHz, "
+        f"duty cycle {100 * d['duty_cycle']:.1f}% (target <= 4.0 M: {'met' if d['meets_target'] else 'not met'})",
+        f"flash {d['flash_bytes']:,} B (network {f['network']:,}, MFCC + CMSIS-DSP {f['mfcc']:,}, loop {f['loop']:,})",
+        f"RAM {d['ram_bytes']:,} B (network arena {r['network']:,}, loop state incl. MFCC ring {r['loop']:,}, "
+        f"MFCC {r['mfcc']:,}, stack {r['stack']:,})",
+        f"({d['est_note']})"])
+
+
+def _bench_stream(im, model, kernels, opt, hop_ms, seconds, cmsis_dsp, clock_mhz, as_json) -> None:
+    import numpy as np
+
+    from ..deploy.stream_c import bench_stream_m7
+    from ..stream.device import device_results
+
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * 16000)) / 16000.0
+    a = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.02 * rng.standard_normal(len(t))
+    d = bench_stream_m7(im, StreamCConfig(hop_ms=hop_ms), a, kernels=kernels, opt=opt, cmsis_dsp=cmsis_dsp,
+                        clock_mhz=clock_mhz)
+    _, sp = device_results(im, a, hop_ms, cmsis_dsp)
+    d["model"] = model
+    d["bit_exact"] = bool(np.array_equal(np.asarray(d["results"]).reshape(sp.shape), sp))
+    if as_json:
+        emit_json(d)
+    else:
+        typer.echo(format_stream_bench(d))
+    if not d["bit_exact"]:
+        raise typer.Exit(1)

@@ -1,0 +1,409 @@
+"""The C streaming loop beside a generated model (`tinykws deploy --stream`) and its cost on the
+emulated Cortex-M7 (`tinykws bench-mcu --stream`).
+
+`write_stream_sources(im, DIR, cfg)` writes, into a project `generate` wrote, the fixed-point MFCC
+(frontend.write_mfcc_sources), the generic `stream_c/tkws_stream.c/.h`, a generated
+`tkws_stream_config.h` (hop, detection settings, the int8 conversion of the features, the
+softmax the scores need) and the host harness `stream_main.c`; `run_stream_host(DIR, audio)`
+builds that with gcc and returns the events (and every network result).
+
+    gen = generate(im, "out/kws")
+    write_stream_sources(im, "out/kws", StreamCConfig(hop_ms=40))
+    events, results = run_stream_host("out/kws", audio_int16, chunk=512)
+    d = bench_stream_m7(im, StreamCConfig(hop_ms=40))   # instructions per hop / network run / classification
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import FrontendConfig
+from ..checks import ConfigError, setting, validate
+from ..quant import kernels as K
+from . import DeployError
+from .frontend import (CMSIS_DSP_DEFINES, check_device_frontend, cmsis_dsp_includes, cmsis_dsp_sources,
+                       find_cmsis_dsp, quant_multiplier, write_mfcc_sources)
+
+C_DIR = Path(__file__).parent / "stream_c"
+C_FILES = ("tkws_stream.c", "tkws_stream.h", "stream_main.c")
+STREAM_EXE = Path("build") / "host" / "tkws_stream"
+
+
+@dataclass
+class StreamCConfig:
+    """Settings of the C loop (the defaults are RecognizeCommands', as tinykws.stream.DetectorConfig)."""
+
+    hop_ms: int = setting(40, lo=20, hi=1000, help="run the network every this many ms (a multiple of the "
+                                                     "front end's frame hop, 20 ms)")
+    window_ms: int = setting(1000, lo=0, help="posterior averaging window in ms")
+    threshold: int = setting(200, lo=0, hi=255, help="detection threshold, 0-255 score scale")
+    suppression_ms: int = setting(1500, lo=0, help="no new detection of the same label for this long (ms)")
+    min_count: int = setting(3, lo=1, help="fewest results in the window to decide at all")
+
+    def __post_init__(self):
+        validate(self)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_frontend(im) -> FrontendConfig:
+    fe = (im.meta or {}).get("frontend")
+    if not isinstance(fe, dict):
+        raise DeployError("the model has no front end in its metadata; the C streaming loop needs one "
+                          "(use a model trained with --frontend device)")
+    cfg = FrontendConfig.from_dict(fe)
+    check_device_frontend(cfg)
+    return cfg
+
+
+def stream_params(im, cfg: StreamCConfig) -> dict:
+    """The numbers tkws_stream_config.h holds (checks that the model and settings fit the loop)."""
+    fe = model_frontend(im)
+    labels = list((im.meta or {}).get("labels") or [])
+    tin, tout = im.tensors[im.input], im.tensors[im.output]
+    n_out = int(np.prod(tout.shape))
+    if len(labels) != n_out:
+        raise DeployError(f"the model has {n_out} outputs but {len(labels)} labels in its metadata")
+    shape = tuple(int(v) for v in tin.shape[1:])
+    if int(np.prod(shape)) != fe.n_frames * fe.n_mfcc or shape[:2] != (fe.n_frames, fe.n_mfcc):
+        raise DeployError(f"model input {shape} is not ({fe.n_frames}, {fe.n_mfcc}, ...) frames x coefficients")
+    hop = cfg.hop_ms * fe.sample_rate / 1000
+    if hop != int(hop) or int(hop) % fe.hop_length:
+        step_ms = 1000 * fe.hop_length / fe.sample_rate
+        raise ConfigError(f"--hop-ms {cfg.hop_ms}: must be a multiple of the front end's frame hop ({step_ms:g} ms)")
+    mult, shift = quant_multiplier(float(tin.scale[0]))
+    softmax = im.ops[-1].kind != "softmax"
+    sm = K.softmax_params(float(tout.scale[0])) if softmax else {"multiplier": 0, "left_shift": 0, "diff_min": 0}
+    if not softmax and (abs(float(tout.scale[0]) - 1 / 256) > 1e-9 or int(tout.zp) != -128):
+        raise DeployError("the model's softmax output is not scale 1/256, zero point -128")
+    return {"frames": fe.n_frames, "step": int(hop) // fe.hop_length, "hop_ms": cfg.hop_ms,
+            "results": cfg.window_ms // cfg.hop_ms + 1, "window_ms": cfg.window_ms, "threshold": int(cfg.threshold),
+            "suppression_ms": cfg.suppression_ms, "min_count": cfg.min_count,
+            "silence": labels.index("_silence_") if "_silence_" in labels else 0,
+            "unknown": labels.index("_unknown_") if "_unknown_" in labels else -1,
+            "in_mult": mult, "in_shift": shift, "in_zp": int(tin.zp), "softmax": int(softmax),
+            "sm_mult": sm["multiplier"], "sm_shift": sm["left_shift"], "sm_diff_min": sm["diff_min"],
+            "labels": labels, "frontend": fe}
+
+
+def _config_h(p: dict, profile: bool) -> str:
+    return f"""/* Generated by tinykws deploy --stream: settings of the streaming loop. */
+#ifndef TKWS_STREAM_CONFIG_H
+#define TKWS_STREAM_CONFIG_H
+#define TKWS_STREAM_FRAMES {p['frames']}          /* frames in the model's input window */
+#define TKWS_STREAM_HOP_MS {p['hop_ms']}          /* the network runs every hop */
+#define TKWS_STREAM_STEP {p['step']}              /* new frames per network run */
+#define TKWS_STREAM_WINDOW_MS {p['window_ms']}     /* averaging window */
+#define TKWS_STREAM_RESULTS {p['results']}        /* results that fit in the window */
+#define TKWS_STREAM_THRESHOLD {p['threshold']}     /* averaged score must exceed this (0-255) */
+#define TKWS_STREAM_SUPPRESSION_MS {p['suppression_ms']}
+#define TKWS_STREAM_MIN_COUNT {p['min_count']}
+#define TKWS_STREAM_SILENCE {p['silence']}        /* label index of _silence_ */
+#define TKWS_STREAM_UNKNOWN {p['unknown']}        /* label index of _unknown_ (-1: none) */
+/* MFCC (int32, 16 fractional bits) -> the model's int8 input */
+#define TKWS_STREAM_IN_MULT {p['in_mult']}
+#define TKWS_STREAM_IN_SHIFT {p['in_shift']}
+#define TKWS_STREAM_IN_ZP {p['in_zp']}
+/* 1: the network ends before its softmax; the loop applies TFLite Micro's int8 softmax */
+#define TKWS_STREAM_SOFTMAX {p['softmax']}
+#define TKWS_STREAM_SOFTMAX_MULT {p['sm_mult']}
+#define TKWS_STREAM_SOFTMAX_SHIFT {p['sm_shift']}
+#define TKWS_STREAM_SOFTMAX_DIFF_MIN {p['sm_diff_min']}
+{"#define TKWS_STREAM_PROFILE 1" if profile else ""}
+#endif
+"""
+
+
+MAKE_TARGET = """
+# ---- streaming loop (tinykws deploy --stream): make stream-host CMSIS_DSP=DIR
+CMSIS_DSP ?= {cmsis}
+STREAM_SRCS = $(filter-out host_main.c,$(SRCS)) tkws_stream.c tkws_mfcc.c tkws_mfcc_tables.c {dsp}
+.PHONY: stream-host
+stream-host: build/host/tkws_stream
+build/host/tkws_stream: $(STREAM_SRCS) stream_main.c $(HDRS)
+\t@mkdir -p build/host
+\t$(CC) -std=c99 $(OPT) -D__GNUC_PYTHON__ -I. -I$(CMSIS_DSP)/Include -I$(CMSIS_DSP)/PrivateInclude $(CFLAGS_EXTRA) \\
+\t\t-o $@ $(STREAM_SRCS) stream_main.c -lm
+"""
+
+
+def write_stream_sources(im, out_dir: str | Path, cfg: StreamCConfig | None = None,
+                         cmsis_dsp: str | Path | None = None, profile: bool = False) -> list[Path]:
+    """Write the streaming loop of `im` into the project folder `generate` wrote."""
+    cfg = cfg or StreamCConfig()
+    p = stream_params(im, cfg)
+    out = Path(out_dir)
+    if not (out / "model.h").is_file() or not (out / "tkws_nn.h").is_file():
+        raise DeployError(f"{out}: not a project of the tinykws kernels (model.h, tkws_nn.h); "
+                          "the streaming loop needs --kernels ref or fast")
+    root = find_cmsis_dsp(cmsis_dsp)
+    files = write_mfcc_sources(p["frontend"], out)
+    for name in C_FILES:
+        shutil.copyfile(C_DIR / name, out / name)
+        files.append(out / name)
+    (out / "tkws_stream_config.h").write_text(_config_h(p, profile))
+    files.append(out / "tkws_stream_config.h")
+    mk = out / "Makefile"
+    if mk.is_file() and "stream-host" not in mk.read_text():
+        dsp = " ".join("$(CMSIS_DSP)/" + str(s.relative_to(root)) for s in cmsis_dsp_sources(root))
+        mk.write_text(mk.read_text() + MAKE_TARGET.format(cmsis=root, dsp=dsp))
+    return files
+
+
+def build_stream_host(project_dir: str | Path, cmsis_dsp: str | Path | None = None, cc: str = "gcc",
+                      cflags: str = "") -> Path:
+    """gcc -O2 of the network, the MFCC, CMSIS-DSP and the loop with stream_main.c."""
+    proj = Path(project_dir)
+    if not (proj / "tkws_stream_config.h").is_file():
+        raise DeployError(f"{proj}: no streaming loop (generate it with tinykws deploy --stream)")
+    if shutil.which(cc) is None:
+        raise DeployError(f"building the streaming loop on the host needs {cc} on PATH")
+    root = find_cmsis_dsp(cmsis_dsp)
+    net = sorted(str(f) for f in proj.glob("*.c") if f.name not in ("host_main.c", "stream_main.c"))
+    exe = proj / STREAM_EXE
+    exe.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [cc, "-std=c99", "-O2", *CMSIS_DSP_DEFINES, f"-I{proj}", *[f"-I{d}" for d in cmsis_dsp_includes(root)],
+           *cflags.split(), *net, *map(str, cmsis_dsp_sources(root)), str(proj / "stream_main.c"), "-lm", "-o", str(exe)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        first = next((l for l in r.stderr.splitlines() if "error" in l), r.stderr.strip()[:300])
+        raise DeployError(f"{proj}: building the streaming loop failed: {first}")
+    return exe
+
+
+def _int16(audio) -> np.ndarray:
+    a = np.asarray(audio).reshape(-1)
+    if np.issubdtype(a.dtype, np.floating):
+        a = np.clip(np.round(a.astype(np.float64) * 32768.0), -32768, 32767)
+    return np.ascontiguousarray(a.astype("<i2"))
+
+
+def run_stream_host(project_dir: str | Path, audio, chunk: int = 512, exe: str | Path | None = None,
+                    results: bool = True, timeout: float = 600) -> tuple[list[dict], tuple[np.ndarray, np.ndarray]]:
+    """Run the host build on int16 (or float in [-1, 1]) audio pushed `chunk` samples at a time:
+    (events [{label, time_ms, score}], (result times in ms (N,), scores (N, C) int64))."""
+    proj = Path(project_dir)
+    exe = Path(exe) if exe else proj / STREAM_EXE
+    if not exe.is_file():
+        exe = build_stream_host(proj)
+    r = subprocess.run([str(exe), str(int(chunk))] + (["-r"] if results else []), input=_int16(audio).tobytes(),
+                       capture_output=True, timeout=timeout)
+    if r.returncode != 0:
+        raise DeployError(f"{exe}: exit code {r.returncode}: {r.stderr.decode(errors='replace').strip()[:300]}")
+    events, times, scores = [], [], []
+    for line in r.stdout.decode().splitlines():
+        f = line.split()
+        if f and f[0] == "E":
+            events.append({"label": int(f[1]), "time_ms": int(f[2]), "score": int(f[3])})
+        elif f and f[0] == "R":
+            times.append(int(f[1]))
+            scores.append([int(v) for v in f[2:]])
+    return events, (np.asarray(times, np.int64), np.asarray(scores, np.int64).reshape(len(times), -1))
+
+
+# ---------------------------------------------------------------------------- Cortex-M7 cost
+
+MAX_EVENTS = 16
+
+
+def _bench_project(im, cfg: StreamCConfig, proj: Path, n_samples: int, kernels: str, cmsis: Path) -> dict:
+    """A build_m7 project: the network and the loop in net/ (as deploy --stream writes them) and a
+    bench entry pushing the audio hop by hop, marking each hop (tkws_layer_mark(0)); the network's
+    own tkws_invoke is renamed so that the harness calls the bench entry."""
+    from .codegen import generate
+
+    p = stream_params(im, cfg)
+    fe = p["frontend"]
+    net = proj / "net"
+    generate(im, net, kernels=kernels, overwrite=True)
+    write_stream_sources(im, net, cfg, cmsis, profile=True)
+    hops = n_samples // fe.hop_length
+    n_win = -(-fe.win_length // fe.hop_length)
+    runs = max(0, (hops - n_win + 1 - p["frames"]) // p["step"] + 1)
+    n_lab = len(p["labels"])
+    out_size = 8 + max(runs, 1) * n_lab + MAX_EVENTS * 12
+    (proj / "model.h").write_text(f"""/* Bench of the streaming loop: the harness's interface. */
+#ifndef TKWS_MODEL_H
+#define TKWS_MODEL_H
+#include <stdint.h>
+#define TKWS_INPUT_SIZE {2 * n_samples}
+#define TKWS_OUTPUT_SIZE {out_size}
+int tkws_invoke(const int8_t *in, int8_t *out);
+#endif
+""")
+    (proj / "net_model.c").write_text('#define tkws_invoke tkws_net_invoke\n#include "net/model.c"\n')
+    (proj / "bench_stream.c").write_text(f"""/* {hops} hops of int16 audio through the streaming loop; out: int32 results, int32 events,
+   the scores of each result, the events (label, time_ms, score as int32). */
+#define tkws_invoke tkws_net_invoke
+#include "net/tkws_stream.c"
+#undef tkws_invoke
+
+static tkws_stream bench_st;
+static int32_t bench_n_res, bench_n_ev;
+static int8_t *bench_out;
+
+static void bench_result(uint32_t t, const uint8_t *scores, void *user)
+{{
+    (void)t; (void)user;
+    if (bench_n_res < {max(runs, 1)}) {{
+        memcpy(bench_out + 8 + bench_n_res * TKWS_NUM_LABELS, scores, TKWS_NUM_LABELS);
+    }}
+    bench_n_res++;
+}}
+
+static void bench_event(const tkws_event *e, void *user)
+{{
+    (void)user;
+    if (bench_n_ev < {MAX_EVENTS}) {{
+        int32_t v[3];
+        v[0] = e->label; v[1] = (int32_t)e->time_ms; v[2] = e->score;
+        memcpy(bench_out + 8 + {max(runs, 1) * n_lab} + 12 * bench_n_ev, v, 12);
+    }}
+    bench_n_ev++;
+}}
+
+int tkws_invoke(const int8_t *in, int8_t *out)
+{{
+    const int16_t *audio = (const int16_t *)(const void *)in;
+    int k;
+    bench_out = out;
+    bench_n_res = bench_n_ev = 0;
+    if (tkws_stream_init(&bench_st, bench_event, bench_result, 0) != 0) {{
+        return -1;
+    }}
+    for (k = 0; k < {hops}; k++) {{
+        tkws_layer_mark(0);
+        if (tkws_stream_push(&bench_st, audio + k * TKWS_MFCC_HOP, TKWS_MFCC_HOP) < 0) {{
+            return -2;
+        }}
+    }}
+    tkws_layer_mark(9);
+    memcpy(out, &bench_n_res, 4);
+    memcpy(out + 4, &bench_n_ev, 4);
+    return 0;
+}}
+""")
+    srcs = ["bench_stream.c", "net_model.c"]
+    srcs += sorted(f"net/{f.name}" for f in net.glob("*.c")
+                   if f.name not in ("model.c", "host_main.c", "stream_main.c", "tkws_stream.c"))
+    for src in cmsis_dsp_sources(cmsis):  # build_m7 takes no extra flags: the define goes in a one-line wrapper
+        w = proj / f"cmsis_{src.stem}.c"
+        w.write_text(f'#define __GNUC_PYTHON__ 1\n#include "{src}"\n')
+        srcs.append(w.name)
+    (proj / "build.json").write_text(json.dumps({"sources": srcs, "include_dirs": [".", *map(str, cmsis_dsp_includes(cmsis))]},
+                                                indent=1))
+    return {"hops": hops, "runs": runs, "labels": n_lab, "params": p}
+
+
+def _part(obj: str) -> str:
+    """Which part of the pipeline an object file of the bench belongs to."""
+    name = Path(obj.split("(")[0]).name
+    if "(" in obj or name in ("startup_m7.o", "harness_m7.o"):
+        return "other"
+    if name.startswith("cmsis_") or name.startswith("tkws_mfcc"):
+        return "mfcc"
+    if name == "bench_stream.o":
+        return "loop"
+    return "network"
+
+
+def bench_stream_m7(im, cfg: StreamCConfig | None = None, audio=None, kernels: str = "fast", opt: str = "O2",
+                    cmsis_dsp: str | Path | None = None, clock_mhz: float = 216.0, seconds: float = 1.2,
+                    work_dir: str | Path | None = None) -> dict:
+    """The whole pipeline (MFCC + network + detection) on the emulated Cortex-M7: `audio` (default
+    `seconds` of a seeded noisy tone) pushed hop by hop; instructions per hop of the MFCC, per network
+    run, per detection and per classification; flash and RAM by part; the results and events,
+    compared with the Python streaming path (tinykws.stream.device) by the caller."""
+    from .mcu import _Emulator, build_m7, map_sections
+
+    cfg = cfg or StreamCConfig()
+    if kernels not in ("ref", "fast"):
+        raise DeployError(f"--kernels {kernels!r}: the streaming loop takes the tinykws kernels (ref | fast)")
+    fe = model_frontend(im)
+    cmsis = find_cmsis_dsp(cmsis_dsp)
+    if audio is None:
+        rng = np.random.default_rng(0)
+        t = np.arange(int(seconds * fe.sample_rate)) / fe.sample_rate
+        audio = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.02 * rng.standard_normal(len(t))
+    a = _int16(audio)
+    a = a[: len(a) // fe.hop_length * fe.hop_length]
+    with tempfile.TemporaryDirectory(prefix="tkws_stream_m7_") as tmp:
+        proj = Path(work_dir) if work_dir else Path(tmp) / "bench"
+        proj.mkdir(parents=True, exist_ok=True)
+        info = _bench_project(im, cfg, proj, len(a), kernels, cmsis)
+        elf = build_m7(proj, opt=opt, profile=False)
+
+        class _Emu(_Emulator):  # the marks with their argument (r0)
+            def _on_mark(self, uc, address, size, _):
+                from unicorn.arm_const import UC_ARM_REG_R0
+
+                self.marks.append((self.count, uc.reg_read(UC_ARM_REG_R0)))
+
+        emu = _Emu(elf)
+        out, total, marks, stack, status = emu.run(a.view(np.int8).tobytes())
+        rows = map_sections(elf.parent / "tkws_m7.map")
+    if status != 0:
+        raise DeployError(f"the streaming loop failed on the emulated Cortex-M7 (status {status})")
+    n_lab, runs_max = info["labels"], max(info["runs"], 1)
+    n_res, n_ev = (int(v) for v in np.frombuffer(out[:8], "<i4"))
+    scores = np.frombuffer(out[8 : 8 + min(n_res, runs_max) * n_lab], np.uint8).reshape(-1, n_lab).astype(np.int64)
+    ev = np.frombuffer(out[8 + runs_max * n_lab : 8 + runs_max * n_lab + 12 * min(n_ev, MAX_EVENTS)], "<i4").reshape(-1, 3)
+    events = [{"label": int(l), "time_ms": int(t), "score": int(s)} for l, t, s in ev]
+    # per hop: from its mark 0 to the next; marks 1/2/3 inside a hop: network start, end, detection end
+    hop_marks = [i for i, (_, v) in enumerate(marks) if v in (0, 9)]
+    plain, run_hops, nets, dets = [], [], [], []
+    for i, j in zip(hop_marks, hop_marks[1:]):
+        inner = {v: c for c, v in marks[i + 1 : j]}
+        cost = marks[j][0] - marks[i][0]
+        if 1 in inner:
+            run_hops.append(cost)
+            nets.append(inner[2] - inner[1])
+            dets.append(inner[3] - inner[2])
+        else:
+            plain.append(cost)
+    n_win = -(-fe.win_length // fe.hop_length)
+    framed = plain[n_win - 1 :]  # hops that compute a frame
+    p = info["params"]
+    mfcc_hop = int(np.median(framed)) if framed else 0
+    network = int(np.median(nets)) if nets else 0
+    detect = int(np.median(dets)) if dets else 0
+    run_hop = int(np.median(run_hops)) if run_hops else 0
+    classification = run_hop + (p["step"] - 1) * mfcc_hop  # the new frames of one hop of the loop + network
+    flash = {"network": 0, "mfcc": 0, "loop": 0, "other": 0}
+    ram = {"network": 0, "mfcc": 0, "loop": 0, "other": 0}
+    for name, addr, size, obj in rows:
+        part = _part(obj)
+        if 0x08000000 <= addr < 0x10000000:
+            flash[part] += size
+        elif 0x20000000 <= addr < 0x30000000:
+            if name.startswith(".data"):
+                flash[part] += size
+            if not name.startswith(".noinit"):
+                ram[part] += size
+    hop_ms = cfg.hop_ms
+    ms = classification / (clock_mhz * 1e3)
+    pipeline_flash = flash["network"] + flash["mfcc"] + flash["loop"]
+    pipeline_ram = ram["network"] + ram["mfcc"] + ram["loop"] + stack
+    return {"frontend": fe.key(), "kernels": kernels, "opt": opt.lstrip("-"), "stream": cfg.to_dict(),
+            "audio_ms": len(a) * 1000 // fe.sample_rate, "hops": len(plain) + len(run_hops), "network_runs": len(nets),
+            "instructions_per_hop_mfcc": mfcc_hop, "instructions_per_hop_mfcc_max": int(max(framed)) if framed else 0,
+            "instructions_per_network_run": network, "instructions_per_detection": detect,
+            "instructions_per_classification": classification,
+            "frames_per_classification": p["step"],
+            "est_ms_per_classification": round(ms, 3), "clock_mhz": clock_mhz,
+            "duty_cycle": round(ms / hop_ms, 4),
+            "duty_cycle_note": f"one classification every {hop_ms} ms: (the new frames' MFCC + the network + "
+                               f"detection) / hop, at one instruction per cycle",
+            "flash_bytes": pipeline_flash, "flash": flash, "ram_bytes": pipeline_ram,
+            "ram": {**ram, "stack": stack}, "stack_bytes": stack,
+            "results": scores.tolist(), "events": events,
+            "counting": "every instruction of each executed block (UC_HOOK_BLOCK), IT-skipped included",
+            "est_note": "instructions / clock at one instruction per cycle (unicorn has no cycle model)",
+            "target_instructions": 4_000_000, "meets_target": bool(classification and classification <= 4_000_000)}
