@@ -7,36 +7,39 @@
 #include "tkws_nn.h"
 #include "tkws_gemm.h"
 
-/* one output pixel's window as an int16 column in TKWS_PAIR_ORDER (padding: the raw zero point):
-   gathered as int8 rows into `tmp` (k bytes), then widened 4 at a time */
-TKWS_INLINE void tkws_conv_col(const tkws_conv_params *p, const int8_t *in, int32_t pix, int16_t *col, int8_t *tmp)
+
+/* one output pixel's window as int8 (padding: the raw zero point), k bytes */
+TKWS_INLINE void tkws_conv_window(const tkws_conv_params *p, const int8_t *in, int32_t pix, int8_t *d)
 {
     const int32_t oy = pix / p->out_w, ox = pix - oy * p->out_w;
     const int32_t y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
     const int8_t zp = (int8_t)(-p->in_offset);
     const int32_t c = p->in_c, rowlen = p->k_w * c;
     const int x_inside = x0 >= 0 && x0 + p->k_w <= p->in_w;
-    int8_t *d = tmp;
     for (int32_t ky = 0; ky < p->k_h; ky++, d += rowlen) {
         const int32_t iy = y0 + ky;
         if (iy < 0 || iy >= p->in_h) {
-            for (int32_t j = 0; j < rowlen; j++)
-                d[j] = zp;
+            memset(d, zp, (size_t)rowlen);
         } else if (x_inside) {
-            const int8_t *src = in + (iy * p->in_w + x0) * c;
-            for (int32_t j = 0; j < rowlen; j++)
-                d[j] = src[j];
+            memcpy(d, in + (iy * p->in_w + x0) * c, (size_t)rowlen);
         } else {
             for (int32_t kx = 0; kx < p->k_w; kx++) {
                 const int32_t ix = x0 + kx;
-                const int ok = ix >= 0 && ix < p->in_w;
-                const int8_t *src = in + (iy * p->in_w + ix) * c;
-                for (int32_t j = 0; j < c; j++)
-                    d[kx * c + j] = ok ? src[j] : zp;
+                if (ix >= 0 && ix < p->in_w)
+                    memcpy(d + kx * c, in + (iy * p->in_w + ix) * c, (size_t)c);
+                else
+                    memset(d + kx * c, zp, (size_t)c);
             }
         }
     }
-    tkws_widen_row(tmp, col, p->k_h * rowlen);
+}
+
+/* one output pixel's window as an int16 column in TKWS_PAIR_ORDER: gathered as int8 into `tmp`
+   (k bytes), then widened 4 at a time */
+TKWS_INLINE void tkws_conv_col(const tkws_conv_params *p, const int8_t *in, int32_t pix, int16_t *col, int8_t *tmp)
+{
+    tkws_conv_window(p, in, pix, tmp);
+    tkws_widen_row(tmp, col, p->k_h * p->k_w * p->in_c);
 }
 
 /* fast: the input offset is folded into the bias (kernels.py fold_bias). The windows of two
@@ -119,31 +122,6 @@ TKWS_INLINE void tkws_conv_s8_fast_body(TKWS_CONV_ARGS, const int mode)
     }
 }
 
-/* one output pixel's window as int8 (padding: the raw zero point), k bytes */
-TKWS_INLINE void tkws_conv_window(const tkws_conv_params *p, const int8_t *in, int32_t pix, int8_t *d)
-{
-    const int32_t oy = pix / p->out_w, ox = pix - oy * p->out_w;
-    const int32_t y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
-    const int8_t zp = (int8_t)(-p->in_offset);
-    const int32_t c = p->in_c, rowlen = p->k_w * c;
-    const int x_inside = x0 >= 0 && x0 + p->k_w <= p->in_w;
-    for (int32_t ky = 0; ky < p->k_h; ky++, d += rowlen) {
-        const int32_t iy = y0 + ky;
-        if (iy < 0 || iy >= p->in_h) {
-            memset(d, zp, (size_t)rowlen);
-        } else if (x_inside) {
-            memcpy(d, in + (iy * p->in_w + x0) * c, (size_t)rowlen);
-        } else {
-            for (int32_t kx = 0; kx < p->k_w; kx++) {
-                const int32_t ix = x0 + kx;
-                if (ix >= 0 && ix < p->in_w)
-                    memcpy(d + kx * c, in + (iy * p->in_w + ix) * c, (size_t)c);
-                else
-                    memset(d + kx * c, zp, (size_t)c);
-            }
-        }
-    }
-}
 
 /* wide: int16 weights packed by kernels.py pack_wide (2x the flash of int8), k = k_h*k_w*in_c a
    multiple of 4, out_c even. The windows of two output pixels are gathered as int8, widened and
