@@ -146,8 +146,6 @@ def pack_wide(w, params):
     return np.ascontiguousarray(w.reshape(oc // 2, 2, k // 2, 2).transpose(0, 2, 1, 3)).reshape(-1), "int16_t"
 
 
-pack_pointwise_wide = pack_wide
-
 
 def pack_conv_fast(w, params):
     """tkws_conv_s8_fast: the OHWI int8 weights reordered (same bytes, no extra flash), k = k_h*k_w*in_c,
@@ -257,10 +255,6 @@ def _cols2_i16(p):  # two int16 columns of k (rounded up to even), one int8 colu
 def _windows2(p):  # two int8 windows of k, then two interleaved int16 columns of k
     k = p["k_h"] * p["k_w"] * p["in_c"]
     return 2 * k + 2 * 2 * k
-
-
-def _col_i16(p):
-    return _round4(2 * p["k_h"] * p["k_w"] * p["in_c"])
 
 
 def _pw_pixels(p):
