@@ -203,7 +203,7 @@ def load_clips(
                 "notes": dict(notes)}
         (tmp / "meta.json").write_text(json.dumps(meta))
         if folder.exists() and not (folder / "meta.json").exists():
-            shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder (not one of ours): replace it
+            shutil.rmtree(folder, ignore_errors=True)  # an incomplete entry of the cache (no meta.json): replace it
         try:
             os.replace(tmp, folder)  # atomic; fails if another process has just put the same cache in place
         except OSError:
