@@ -12,7 +12,7 @@ demo: install
 	$(VENV)/bin/tinykws demo --out tinykws-demo --overwrite
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 bench: install
 	$(PY) benchmarks/bench_mfcc.py

@@ -3,6 +3,12 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one torch thread per test process: `pytest -n 2` on 2 cores must not oversubscribe them
+    import torch
+
+    torch.set_num_threads(1)
+
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 
 
