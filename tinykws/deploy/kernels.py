@@ -318,6 +318,24 @@ VARIANTS: dict[str, KernelVariant] = {v.name: v for v in [
 ]}
 
 
+# sub-byte packed weights (tinykws/deploy/subbyte.py, csrc/tkws_subbyte.h): 4 and 2 bits per weight
+from .subbyte import conv_scratch as _sb_conv, fc_scratch as _sb_fc, pack_s2, pack_s4, pw_scratch as _sb_pw  # noqa: E402
+
+_SB_PACK = {4: pack_s4, 2: pack_s2}
+for _b in (4, 2):
+    VARIANTS.update({v.name: v for v in [
+        _v(f"tkws_conv_s{_b}_ref", "conv", "input", packer=_SB_PACK[_b], weight_ctype="int32_t"),
+        _v(f"tkws_conv_s{_b}_fast", "conv", "input", folds_input_offset=True, scratch=_sb_conv(_b),
+           packer=_SB_PACK[_b], weight_ctype="int32_t", fast_requant=True, body=f"tkws_conv_s{_b}_fast_body",
+           body_header="tkws_subbyte.h"),
+        _v(f"tkws_pw_s{_b}_fast", "conv", "input", folds_input_offset=True, scratch=_sb_pw(_b), packer=_SB_PACK[_b],
+           weight_ctype="int32_t", fast_requant=True, body=f"tkws_pw_s{_b}_fast_body", body_header="tkws_subbyte.h"),
+        _v(f"tkws_fc_s{_b}_ref", "fc", "input", packer=_SB_PACK[_b], weight_ctype="int32_t"),
+        _v(f"tkws_fc_s{_b}_fast", "fc", "input", folds_input_offset=True, scratch=_sb_fc(_b), packer=_SB_PACK[_b],
+           weight_ctype="int32_t", fast_requant=True, body=f"tkws_fc_s{_b}_fast_body", body_header="tkws_subbyte.h"),
+    ]})
+
+
 def is_pointwise(p: dict) -> bool:
     """A 1x1 conv without padding (any stride): the no-im2col path applies."""
     return p["k_h"] == 1 and p["k_w"] == 1 and p.get("pad_top", 0) == 0 and p.get("pad_left", 0) == 0
