@@ -158,20 +158,20 @@ def test_packed_choice():
     rng = np.random.default_rng(4)
     w4, w2 = _small(rng, (64, 1, 1, 64), 4), _small(rng, (64, 1, 1, 64), 2)
     w8 = rng.integers(-127, 128, (64, 1, 1, 64)).astype(np.int8)
-    assert SB.packed_choice("conv", pw, w4, None, "fast")[0] == "tkws_pw_s4_fast"
-    assert SB.packed_choice("conv", pw, w2, None, "fast")[0] == "tkws_pw_s2_fast"
-    assert SB.packed_choice("conv", conv, w4, None, "fast")[0] == "tkws_conv_s4_fast"
-    assert SB.packed_choice("conv", pw, w4, None, "ref")[0] == "tkws_conv_s4_ref"
-    assert SB.packed_choice("fc", {"in_offset": 3}, w2.reshape(64, 64), None, "fast")[0] == "tkws_fc_s2_fast"
-    name, why = SB.packed_choice("conv", pw, w8, None, "fast")
+    assert KL.packed_choice("conv", pw, w4, None, "fast")[0] == "tkws_pw_s4_fast"
+    assert KL.packed_choice("conv", pw, w2, None, "fast")[0] == "tkws_pw_s2_fast"
+    assert KL.packed_choice("conv", conv, w4, None, "fast")[0] == "tkws_conv_s4_fast"
+    assert KL.packed_choice("conv", pw, w4, None, "ref")[0] == "tkws_conv_s4_ref"
+    assert KL.packed_choice("fc", {"in_offset": 3}, w2.reshape(64, 64), None, "fast")[0] == "tkws_fc_s2_fast"
+    name, why = KL.packed_choice("conv", pw, w8, None, "fast")
     assert name is None and "8 bits" in why
-    assert SB.packed_choice("conv", pw, w4, None, "fast", pack_weights="off")[0] is None
-    assert SB.packed_choice("conv", pw, w4, None, "fast", loop_order="weight")[0] is None
+    assert KL.packed_choice("conv", pw, w4, None, "fast", pack_weights="off")[0] is None
+    assert KL.packed_choice("conv", pw, w4, None, "fast", loop_order="weight")[0] is None
     big = np.full(64, 2**27, np.int64)  # 16 * acc could pass 2^31
-    name, why = SB.packed_choice("conv", pw, w4, big, "fast")
+    name, why = KL.packed_choice("conv", pw, w4, big, "fast")
     assert name is None and "overflow" in why
     with pytest.raises(ValueError, match="pack_weights 'on'"):
-        SB.packed_choice("conv", pw, w4, None, "fast", pack_weights="on")
+        KL.packed_choice("conv", pw, w4, None, "fast", pack_weights="on")
 
 
 @pytest.mark.slow
@@ -214,3 +214,49 @@ def test_packed_kernels_on_emulated_m7(tmp_path):
     for (name, *_), yv in zip(calls, want):
         np.testing.assert_array_equal(got[at: at + yv.size], yv, err_msg=f"{name} on the emulated Cortex-M7")
         at += yv.size
+
+
+@pytest.mark.slow
+def test_generated_4bit_model_packed_bit_exact(tmp_path, mini_dir):
+    """A DS-CNN quantized with 4-bit weights (two layers narrowed to 2 bits) generated with the default
+    pack_weights="auto": its conv, pointwise and fc layers get the 4- and 2-bit kernels and say why,
+    depthwise and int8-range layers keep theirs, the constants shrink against pack_weights="off",
+    and the host build equals the integer reference on real clips and random inputs."""
+    import torch
+
+    from tinykws.deploy import generate, run_host
+    from tinykws.deploy.mcu import clip_inputs
+    from tinykws.models import create_model
+    from tinykws.quant import PTQConfig, quantize_, to_integer
+
+    torch.manual_seed(0)
+    m = create_model("dscnn_s").eval()
+    quantize_(m, PTQConfig(weight_bits=4), calib=torch.randn(16, *m.input_shape))
+    im = to_integer(m)
+    convs = [op for op in im.ops if op.kind in ("conv", "fc")]
+    for op in (convs[2], convs[-1]):  # a pointwise layer and the classifier at 2 bits
+        t = im.tensors[op.inputs[1]]
+        t.data = np.clip(t.data, -1, 1).astype(np.int8)
+    x = np.concatenate([clip_inputs(im, mini_dir, n=3),
+                        np.random.default_rng(0).integers(-128, 128, (2, *im.tensors[im.input].shape[1:]), np.int8)])
+    gen = generate(im, tmp_path / "p", kernels="fast")
+    kernels = [l["kernel"] for l in gen.layers if l["op"] in ("conv", "fc")]
+    assert kernels[0] == "tkws_conv_s4_fast" and kernels[2] == "tkws_pw_s2_fast" and kernels[-1] == "tkws_fc_s2_fast"
+    assert all(k.startswith("tkws_pw_s4_fast") for i, k in enumerate(kernels[1:-1]) if i != 1), kernels
+    assert all("packed" in l["kernel_choice"] for l in gen.layers if l["op"] in ("conv", "fc"))
+    assert not any("_s4_" in l["kernel"] or "_s2_" in l["kernel"] for l in gen.layers if l["op"] == "depthwise")
+    np.testing.assert_array_equal(run_host(tmp_path / "p", x), im.run(x).reshape(len(x), -1))
+    dense = generate(im, tmp_path / "d", kernels="fast", pack_weights="off")
+    assert not any("_s4_" in l["kernel"] or "_s2_" in l["kernel"] for l in dense.layers)
+    assert gen.const_bytes < 0.6 * dense.const_bytes, (gen.const_bytes, dense.const_bytes)
+
+
+@pytest.mark.slow
+def test_cli_pack_weights_bad_value(tmp_path, shared_dir):
+    from test_deploy_codegen import _deploy
+
+    src = shared_dir / "peers" / "mlperf_tiny_kws" / "kws_ref_model.tflite"
+    r = _deploy(src, "--out", tmp_path / "o", "--pack-weights", "on", ok=False)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "--pack-weights 'on'" in lines[0] and "off | auto" in lines[0]
+    assert not (tmp_path / "o").exists()

@@ -4,7 +4,8 @@ the per-layer choice the generator makes (`packed_choice`).
 
     bits = weight_bits(w)              # 2 (all in [-2, 1]), 4 (in [-8, 7]) or 8
     words, ctype = pack_bits(w, 4)     # int32 words, rows of k zero-padded to a multiple of 8
-    name, why = packed_choice("conv", params, w, bias, "fast", "input", "auto")
+
+The generator's per-layer choice is tinykws.deploy.kernels.packed_choice.
 """
 from __future__ import annotations
 
@@ -95,35 +96,3 @@ def conv_scratch(bits):
 def fc_scratch(bits):
     """The input as int16, padded to the packed row."""
     return lambda p: 2 * _padded(p["in_n"], bits)
-
-
-# ---------------------------------------------------------------------------- the choice
-
-def packed_choice(op_kind: str, params: dict, w, bias, kernels: str = "fast", loop_order: str = "input",
-                  pack_weights: str = "auto") -> tuple[str | None, str]:
-    """(packed kernel variant or None for the int8 one, why) for a conv or fc layer with weights w.
-
-    auto: weights that fit 4 (2) signed bits get the 4-bit (2-bit) kernels, the reference with
-    kernels="ref", the fast one with "fast" where the scaled accumulator of tkws_subbyte.h provably
-    fits (|acc| * 2^(8-bits) < 2^31 for any int8 input); the weight-prioritized order has no packed
-    kernel (int8 kept)."""
-    if pack_weights not in PACK_WEIGHTS:
-        raise ValueError(f"pack_weights {pack_weights!r}: use {' or '.join(PACK_WEIGHTS)}")
-    if pack_weights == "off" or w is None or op_kind not in ("conv", "fc"):
-        return None, "packed weights off"
-    bits = weight_bits(w)
-    w = np.asarray(w)
-    rng = f"weights in [{int(w.min())}, {int(w.max())}]" if w.size else "no weights"
-    if bits == 8:
-        return None, f"{rng}: 8 bits"
-    if loop_order != "input":
-        return None, f"{rng}: {bits} bits, but no packed kernel in the {loop_order}-prioritized order"
-    if kernels == "ref":
-        return f"tkws_{op_kind}_s{bits}_ref", f"{rng}: {bits}-bit packed"
-    from .kernels import accumulator_bound, is_pointwise  # the int8 library's bound (same arithmetic)
-
-    bound = accumulator_bound(w, bias, params["in_offset"])
-    if bound << (8 - bits) >= 1 << 31:
-        return None, f"{rng}: {bits} bits, but the scaled accumulator could overflow (bound {bound})"
-    fam = "pw" if op_kind == "conv" and is_pointwise(params) else op_kind
-    return f"tkws_{fam}_s{bits}_fast", f"{rng}: {bits}-bit packed"
