@@ -81,15 +81,15 @@ def _padded(n: int, bits: int) -> int:
 
 
 def pw_scratch(bits):
-    """Two pixels of int16, in_c padded to the packed row."""
-    return lambda p: 2 * 2 * _padded(p["in_c"], bits)
+    """Four pixels of int16, in_c padded to the packed row."""
+    return lambda p: 4 * 2 * _padded(p["in_c"], bits)
 
 
 def conv_scratch(bits):
-    """Two int8 windows (k rounded up to 4), two int16 columns padded to the packed row."""
+    """Four int8 windows (k rounded up to 4), four int16 columns padded to the packed row."""
     def f(p):
         k = p["k_h"] * p["k_w"] * p["in_c"]
-        return 2 * ((k + 3) & ~3) + 2 * 2 * _padded(k, bits)
+        return 4 * ((k + 3) & ~3) + 4 * 2 * _padded(k, bits)
     return f
 
 

@@ -115,9 +115,9 @@ void tkws_fc_s8_fast_wo(TKWS_FC_ARGS);      /* bias folded; scratch: out_n int32
    pack_s4 / pack_s2); the _fast ones fold the input offset into the bias */
 void tkws_conv_s4_ref(TKWS_CONV_ARGS);      /* any conv, pointwise included */
 void tkws_conv_s2_ref(TKWS_CONV_ARGS);
-void tkws_conv_s4_fast(TKWS_CONV_ARGS);     /* im2col; scratch: 2 windows of int8 + 2 columns of int16 */
+void tkws_conv_s4_fast(TKWS_CONV_ARGS);     /* im2col; scratch: 4 windows of int8 + 4 columns of int16 */
 void tkws_conv_s2_fast(TKWS_CONV_ARGS);
-void tkws_pw_s4_fast(TKWS_CONV_ARGS);       /* 1x1, no padding; scratch: 2 pixels of int16 */
+void tkws_pw_s4_fast(TKWS_CONV_ARGS);       /* 1x1, no padding; scratch: 4 pixels of int16 */
 void tkws_pw_s2_fast(TKWS_CONV_ARGS);
 void tkws_fc_s4_ref(TKWS_FC_ARGS);
 void tkws_fc_s2_ref(TKWS_FC_ARGS);

@@ -1,6 +1,6 @@
 /* Pointwise 1x1 CONV_2D (no padding, any stride) with sub-byte packed weights (4 or 2 bits,
-   layout in tkws_subbyte.h), no im2col: two pixels widened once, each packed word unpacked to
-   int16 pairs for both pixels and 2 output channels (SXTB16/SMLAD). Bias folded. */
+   layout in tkws_subbyte.h), no im2col: four pixels widened once, each packed word unpacked to
+   int16 pairs once for four pixels (SXTB16/SMLAD). Bias folded. */
 #include "tkws_nn.h"
 #include "tkws_subbyte.h"
 

@@ -45,29 +45,6 @@ TKWS_INLINE int32_t tkws_sb_row_words(int32_t k, const int bits) { return bits =
 #define TKWS_SB_FIELD(v, bits, f) \
     ((int32_t)(((uint32_t)(v) << (8 - (bits) * ((f) + 1))) & ((bits) == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u)))
 
-/* two int8 rows a, b of n values widened and interleaved as tkws_widen_two does (per group of 4:
-   a(0,2), b(0,2), a(1,3), b(1,3)), the last partial group and then whole groups of zeros up to np
-   values (np a multiple of 4, >= n) */
-TKWS_INLINE void tkws_sb_widen_two(const int8_t *a, const int8_t *b, int32_t *x, int32_t n, int32_t np)
-{
-    const int32_t n4 = n & ~3;
-    tkws_widen_two(a, b, x, n4);
-    x += n4;
-    int32_t i = n4;
-    if (i < n) {
-        int8_t ta[4] = {0, 0, 0, 0}, tb[4] = {0, 0, 0, 0};
-        for (int32_t j = n4; j < n; j++) {
-            ta[j - n4] = a[j];
-            tb[j - n4] = b[j];
-        }
-        tkws_widen_two(ta, tb, x, 4);
-        x += 4;
-        i += 4;
-    }
-    for (; i < np; i += 4, x += 4)
-        x[0] = x[1] = x[2] = x[3] = 0;
-}
-
 /* one row of n int8 widened in TKWS_PAIR_ORDER, zero-padded to np values: per group of 4 the
    words (0,2), (1,3) */
 TKWS_INLINE void tkws_sb_widen_one(const int8_t *a, int32_t *x, int32_t n, int32_t np)
@@ -93,91 +70,95 @@ TKWS_INLINE void tkws_sb_widen_one(const int8_t *a, int32_t *x, int32_t n, int32
         x[0] = x[1] = 0;
 }
 
-/* one field (4 weights) of both channels' words against both pixels: 2 LDRD, 8 SMLAD */
-#define SB_FIELD_2X2(f)                                                     \
-    do {                                                                    \
-        const int32_t fa_ = TKWS_SB_FIELD(va, bits, f), fb_ = TKWS_SB_FIELD(vb, bits, f); \
-        int32_t u_, v_;                                                     \
-        const int32_t wa02_ = tkws_sxtb16(fa_), wb02_ = tkws_sxtb16(fb_);   \
-        TKWS_LDRD_INC(q, u_, v_);                                           \
-        a0 = tkws_smlad(u_, wa02_, a0);                                     \
-        a1 = tkws_smlad(v_, wa02_, a1);                                     \
-        b0 = tkws_smlad(u_, wb02_, b0);                                     \
-        b1 = tkws_smlad(v_, wb02_, b1);                                     \
-        const int32_t wa13_ = tkws_sxtb16_ror8(fa_), wb13_ = tkws_sxtb16_ror8(fb_); \
-        TKWS_LDRD_INC(q, u_, v_);                                           \
-        a0 = tkws_smlad(u_, wa13_, a0);                                     \
-        a1 = tkws_smlad(v_, wa13_, a1);                                     \
-        b0 = tkws_smlad(u_, wb13_, b0);                                     \
-        b1 = tkws_smlad(v_, wb13_, b1);                                     \
-    } while (0)
-
-/* one field of one channel's word against both pixels */
-#define SB_FIELD_1X2(f)                                                     \
-    do {                                                                    \
-        const int32_t fa_ = TKWS_SB_FIELD(va, bits, f);                     \
-        int32_t u_, v_;                                                     \
-        const int32_t wa02_ = tkws_sxtb16(fa_), wa13_ = tkws_sxtb16_ror8(fa_); \
-        TKWS_LDRD_INC(q, u_, v_);                                           \
-        a0 = tkws_smlad(u_, wa02_, a0);                                     \
-        a1 = tkws_smlad(v_, wa02_, a1);                                     \
-        TKWS_LDRD_INC(q, u_, v_);                                           \
-        a0 = tkws_smlad(u_, wa13_, a0);                                     \
-        a1 = tkws_smlad(v_, wa13_, a1);                                     \
-    } while (0)
-
 #define SB_SHL(b) ((int32_t)((uint32_t)(b) << (8 - bits)))
 
-/* The packed GEMM: two widened columns x (tkws_sb_widen_two, nw * G values) times every output
-   channel's packed row (nw words), 2 channels x 2 pixels, 4 accumulators scaled by 2^(8-bits);
-   results to o0, o1 (o1 == o0 when the pass has one pixel). */
-TKWS_INLINE void tkws_sb_gemm_2px(const int32_t *x, int32_t nw, const int32_t *w, int32_t oc_n, const int32_t *bias,
-                                  const int32_t *mult, const int32_t *shift, int8_t *o0, int8_t *o1, int32_t out_off,
-                                  int32_t amin, int32_t amax, const int bits, const int mode)
+/* four int8 rows a..d of n values widened and interleaved: per group of 4 values the words
+   a(0,2), b(0,2), c(0,2), d(0,2), a(1,3), b(1,3), c(1,3), d(1,3); the last partial group and then
+   whole groups of zeros up to np values (np a multiple of 4, >= n) */
+TKWS_INLINE void tkws_sb_widen_four(const int8_t *a, const int8_t *b, const int8_t *c, const int8_t *d, int32_t *x,
+                                    int32_t n, int32_t np)
 {
-    int32_t oc = 0;
-    for (; oc + 2 <= oc_n; oc += 2) {
-        const int32_t *wa = w + oc * nw, *wb = wa + nw;
-        int32_t a0 = SB_SHL(bias[oc]), a1 = a0, b0 = SB_SHL(bias[oc + 1]), b1 = b0;
-        const int32_t *q = x;
-        for (int32_t g = 0; g < nw; g++) {
-            const int32_t va = wa[g], vb = wb[g];
-            SB_FIELD_2X2(0);
-            SB_FIELD_2X2(1);
-            if (bits == 2) {
-                SB_FIELD_2X2(2);
-                SB_FIELD_2X2(3);
-            }
-        }
-        a0 >>= 8 - bits, a1 >>= 8 - bits, b0 >>= 8 - bits, b1 >>= 8 - bits;
-        const int32_t ma = mult[oc], mb = mult[oc + 1], *ea = shift + 2 * oc, *eb = ea + 2;
-        const int8_t ra0 = tkws_rq_out(a0, ma, ea, mode, out_off, amin, amax);
-        const int8_t ra1 = tkws_rq_out(a1, ma, ea, mode, out_off, amin, amax);
-        const int8_t rb0 = tkws_rq_out(b0, mb, eb, mode, out_off, amin, amax);
-        const int8_t rb1 = tkws_rq_out(b1, mb, eb, mode, out_off, amin, amax);
-        o0[oc] = ra0;
-        o0[oc + 1] = rb0;
-        o1[oc] = ra1;
-        o1[oc + 1] = rb1;
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4, x += 8) {
+        const int32_t va = tkws_read32(a + i), vb = tkws_read32(b + i), vc = tkws_read32(c + i), vd = tkws_read32(d + i);
+        x[0] = tkws_sxtb16(va);
+        x[1] = tkws_sxtb16(vb);
+        x[2] = tkws_sxtb16(vc);
+        x[3] = tkws_sxtb16(vd);
+        x[4] = tkws_sxtb16_ror8(va);
+        x[5] = tkws_sxtb16_ror8(vb);
+        x[6] = tkws_sxtb16_ror8(vc);
+        x[7] = tkws_sxtb16_ror8(vd);
     }
-    if (oc < oc_n) { /* odd output channel count: the last one alone */
-        const int32_t *wa = w + oc * nw;
-        int32_t a0 = SB_SHL(bias[oc]), a1 = a0;
-        const int32_t *q = x;
-        for (int32_t g = 0; g < nw; g++) {
-            const int32_t va = wa[g];
-            SB_FIELD_1X2(0);
-            SB_FIELD_1X2(1);
+    if (i < n) {
+        int8_t t[4][4] = {{0}};
+        for (int32_t j = i; j < n; j++) {
+            t[0][j - i] = a[j];
+            t[1][j - i] = b[j];
+            t[2][j - i] = c[j];
+            t[3][j - i] = d[j];
+        }
+        for (int32_t r = 0; r < 4; r++) {
+            const int32_t v = tkws_read32(t[r]);
+            x[r] = tkws_sxtb16(v);
+            x[4 + r] = tkws_sxtb16_ror8(v);
+        }
+        x += 8;
+        i += 4;
+    }
+    for (; i < np; i += 4, x += 8)
+        x[0] = x[1] = x[2] = x[3] = x[4] = x[5] = x[6] = x[7] = 0;
+}
+
+/* one field (4 weights) of a channel's word against 4 pixels: 2 SXTB16, 4 LDRD, 8 SMLAD */
+#define SB_FIELD_1X4(f)                                                     \
+    do {                                                                    \
+        const int32_t t_ = TKWS_SB_FIELD(v, bits, f);                       \
+        const int32_t w02_ = tkws_sxtb16(t_), w13_ = tkws_sxtb16_ror8(t_);  \
+        int32_t u_, s_;                                                     \
+        TKWS_LDRD_INC(q, u_, s_);                                           \
+        a0 = tkws_smlad(u_, w02_, a0);                                      \
+        a1 = tkws_smlad(s_, w02_, a1);                                      \
+        TKWS_LDRD_INC(q, u_, s_);                                           \
+        a2 = tkws_smlad(u_, w02_, a2);                                      \
+        a3 = tkws_smlad(s_, w02_, a3);                                      \
+        TKWS_LDRD_INC(q, u_, s_);                                           \
+        a0 = tkws_smlad(u_, w13_, a0);                                      \
+        a1 = tkws_smlad(s_, w13_, a1);                                      \
+        TKWS_LDRD_INC(q, u_, s_);                                           \
+        a2 = tkws_smlad(u_, w13_, a2);                                      \
+        a3 = tkws_smlad(s_, w13_, a3);                                      \
+    } while (0)
+
+/* The packed GEMM: four widened columns x (tkws_sb_widen_four, nw * G values) times every output
+   channel's packed row (nw words), one channel x 4 pixels: each word unpacked once for 4 pixels
+   (about one instruction per MAC), 4 accumulators scaled by 2^(8-bits); the outputs of the first
+   cnt pixels written (o, rows of oc_n). */
+TKWS_INLINE void tkws_sb_gemm_4px(const int32_t *x, int32_t nw, const int32_t *w, int32_t oc_n, const int32_t *bias,
+                                  const int32_t *mult, const int32_t *shift, int8_t *o, const int32_t cnt,
+                                  int32_t out_off, int32_t amin, int32_t amax, const int bits, const int mode)
+{
+    const int32_t *wp = w;
+    for (int32_t oc = 0; oc < oc_n; oc++) {
+        int32_t a0 = SB_SHL(bias[oc]), a1 = a0, a2 = a0, a3 = a0;
+        const int32_t *q = x, *w_end = wp + nw;
+        for (; wp < w_end; wp++) {
+            const int32_t v = *wp;
+            SB_FIELD_1X4(0);
+            SB_FIELD_1X4(1);
             if (bits == 2) {
-                SB_FIELD_1X2(2);
-                SB_FIELD_1X2(3);
+                SB_FIELD_1X4(2);
+                SB_FIELD_1X4(3);
             }
         }
-        a0 >>= 8 - bits, a1 >>= 8 - bits;
-        const int8_t r0 = tkws_rq_out(a0, mult[oc], shift + 2 * oc, mode, out_off, amin, amax);
-        const int8_t r1 = tkws_rq_out(a1, mult[oc], shift + 2 * oc, mode, out_off, amin, amax);
-        o0[oc] = r0;
-        o1[oc] = r1;
+        const int32_t m = mult[oc], *e = shift + 2 * oc;
+        o[oc] = tkws_rq_out(a0 >> (8 - bits), m, e, mode, out_off, amin, amax);
+        if (cnt > 1)
+            o[oc_n + oc] = tkws_rq_out(a1 >> (8 - bits), m, e, mode, out_off, amin, amax);
+        if (cnt > 2)
+            o[2 * oc_n + oc] = tkws_rq_out(a2 >> (8 - bits), m, e, mode, out_off, amin, amax);
+        if (cnt > 3)
+            o[3 * oc_n + oc] = tkws_rq_out(a3 >> (8 - bits), m, e, mode, out_off, amin, amax);
     }
 }
 
@@ -189,19 +170,25 @@ TKWS_INLINE const int8_t *tkws_sb_pixel(const tkws_conv_params *p, const int8_t 
 }
 
 /* fast pointwise 1x1 conv (no padding, any stride), packed weights, bias with the input offset
-   folded in: two pixels widened (zero-padded to the packed row) into scratch, then the packed
-   GEMM. Scratch: 2 pixels of int16, in_c rounded up to G. */
+   folded in: four pixels widened (zero-padded to the packed row) into scratch, then the packed
+   GEMM (a last pass of 1-3 pixels repeats its last pixel). Scratch: 4 pixels of int16, in_c
+   rounded up to G. */
 TKWS_INLINE void tkws_pw_sb_fast_body(TKWS_CONV_ARGS, const int bits, const int mode)
 {
     const int32_t n = p->in_c, nw = tkws_sb_row_words(n, bits), np = nw * (bits == 4 ? 8 : 16);
     const int32_t oc_n = p->out_c, pixels = p->out_h * p->out_w;
     int32_t *x = (int32_t *)scratch;
-    for (int32_t k = 0; k < pixels; k += 2) {
-        const int two = k + 1 < pixels;
-        tkws_sb_widen_two(tkws_sb_pixel(p, in, k), tkws_sb_pixel(p, in, two ? k + 1 : k), x, n, np);
-        int8_t *o0 = out + k * oc_n;
-        tkws_sb_gemm_2px(x, nw, (const int32_t *)w, oc_n, bias, mult, shift, o0, two ? o0 + oc_n : o0, p->out_offset,
-                         p->act_min, p->act_max, bits, mode);
+    for (int32_t k = 0; k < pixels; k += 4) {
+        const int32_t cnt = pixels - k < 4 ? pixels - k : 4;
+        tkws_sb_widen_four(tkws_sb_pixel(p, in, k), tkws_sb_pixel(p, in, cnt > 1 ? k + 1 : k),
+                           tkws_sb_pixel(p, in, cnt > 2 ? k + 2 : k), tkws_sb_pixel(p, in, cnt > 3 ? k + 3 : k), x, n,
+                           np);
+        if (cnt == 4)
+            tkws_sb_gemm_4px(x, nw, (const int32_t *)w, oc_n, bias, mult, shift, out + k * oc_n, 4, p->out_offset,
+                             p->act_min, p->act_max, bits, mode);
+        else
+            tkws_sb_gemm_4px(x, nw, (const int32_t *)w, oc_n, bias, mult, shift, out + k * oc_n, cnt, p->out_offset,
+                             p->act_min, p->act_max, bits, mode);
     }
 }
 
@@ -224,25 +211,32 @@ TKWS_INLINE void tkws_sb_window(const tkws_conv_params *p, const int8_t *in, int
     }
 }
 
-/* fast im2col conv, packed weights, bias folded: the windows of two output pixels gathered as
+/* fast im2col conv, packed weights, bias folded: the windows of four output pixels gathered as
    int8, widened and interleaved (zero-padded to the packed row), then the packed GEMM. Scratch:
-   2 windows of int8 (k each, rounded up to 4), then 2 columns of int16 (k rounded up to G). */
+   4 windows of int8 (k each, rounded up to 4), then 4 columns of int16 (k rounded up to G). */
 TKWS_INLINE void tkws_conv_sb_fast_body(TKWS_CONV_ARGS, const int bits, const int mode)
 {
     const int32_t k = p->k_h * p->k_w * p->in_c, k4 = (k + 3) & ~3;
     const int32_t nw = tkws_sb_row_words(k, bits), np = nw * (bits == 4 ? 8 : 16);
     const int32_t oc_n = p->out_c, n = p->out_h * p->out_w;
-    int8_t *ta = (int8_t *)scratch, *tb = ta + k4;
-    int32_t *x = (int32_t *)(void *)(tb + k4);
-    for (int32_t i = 0; i < n; i += 2) {
-        const int two = i + 1 < n;
-        tkws_sb_window(p, in, i, ta);
-        if (two)
-            tkws_sb_window(p, in, i + 1, tb);
-        tkws_sb_widen_two(ta, two ? tb : ta, x, k, np);
-        int8_t *o0 = out + i * oc_n;
-        tkws_sb_gemm_2px(x, nw, (const int32_t *)w, oc_n, bias, mult, shift, o0, two ? o0 + oc_n : o0, p->out_offset,
-                         p->act_min, p->act_max, bits, mode);
+    int8_t *t0 = (int8_t *)scratch, *t1 = t0 + k4, *t2 = t1 + k4, *t3 = t2 + k4;
+    int32_t *x = (int32_t *)(void *)(t3 + k4);
+    for (int32_t i = 0; i < n; i += 4) {
+        const int32_t cnt = n - i < 4 ? n - i : 4;
+        tkws_sb_window(p, in, i, t0);
+        if (cnt > 1)
+            tkws_sb_window(p, in, i + 1, t1);
+        if (cnt > 2)
+            tkws_sb_window(p, in, i + 2, t2);
+        if (cnt > 3)
+            tkws_sb_window(p, in, i + 3, t3);
+        tkws_sb_widen_four(t0, cnt > 1 ? t1 : t0, cnt > 2 ? t2 : t0, cnt > 3 ? t3 : t0, x, k, np);
+        if (cnt == 4)
+            tkws_sb_gemm_4px(x, nw, (const int32_t *)w, oc_n, bias, mult, shift, out + i * oc_n, 4, p->out_offset,
+                             p->act_min, p->act_max, bits, mode);
+        else
+            tkws_sb_gemm_4px(x, nw, (const int32_t *)w, oc_n, bias, mult, shift, out + i * oc_n, cnt, p->out_offset,
+                             p->act_min, p->act_max, bits, mode);
     }
 }
 
