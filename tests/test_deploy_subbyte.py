@@ -125,6 +125,33 @@ def test_packed_fc_bit_exact(lib, name):  # noqa: F811
     _check_modes(name)
 
 
+@pytest.mark.parametrize("name", ["tkws_dw_s4_ref", "tkws_dw_s2_ref", "tkws_dw_s4_fast", "tkws_dw_s2_fast"])
+def test_packed_depthwise_bit_exact(lib, name):  # noqa: F811
+    """Any kernel size (the 3x3 path with C % 4 == 0 and the generic one), depth multipliers 1-3 for
+    the references (1 for the fast kernels, as selected)."""
+    rng = np.random.default_rng(29)
+    MODES_SEEN.pop(name, None)
+    n = 0
+    while n < 50:
+        c = _conv_case(rng, depthwise=True)
+        if "fast" in name and c["dm"] != 1:
+            continue
+        if n % 3 == 0:  # the 3x3 packed-layout path of the fast kernel
+            ch = int(rng.choice([4, 8, 12]))
+            c["x"] = rng.integers(-128, 128, c["x"].shape[:3] + (ch,)).astype(np.int8)
+            c.update(w=np.zeros((1, 3, 3, ch * c["dm"]), np.int8), pad=(1, 1, 1, 1),
+                     bias=c["bias"][:1].repeat(ch * c["dm"]), mult=c["mult"][:1].repeat(ch * c["dm"]),
+                     shift=c["shift"][:1].repeat(ch * c["dm"]))
+        c["w"] = _small(rng, c["w"].shape, _bits(name))
+        y = K.depthwise_conv2d(c["x"], c["in_zp"], c["w"], c["bias"], c["stride"], c["pad"], c["mult"], c["shift"],
+                               c["out_zp"], c["qmin"], c["qmax"], c["dm"])
+        p = _conv_params(c, y)
+        got = _call_conv(lib, name, p, c["x"], c["w"], c["bias"], c["mult"], c["shift"])
+        np.testing.assert_array_equal(got, y, err_msg=f"{name} {p}")
+        n += 1
+    _check_modes(name)
+
+
 @pytest.mark.parametrize("bits", [4, 2])
 def test_packed_extremes(lib, bits):  # noqa: F811
     """The most negative and most positive weights everywhere, inputs at -128/127, zero points
@@ -162,6 +189,11 @@ def test_packed_choice():
     assert KL.packed_choice("conv", pw, w2, None, "fast")[0] == "tkws_pw_s2_fast"
     assert KL.packed_choice("conv", conv, w4, None, "fast")[0] == "tkws_conv_s4_fast"
     assert KL.packed_choice("conv", pw, w4, None, "ref")[0] == "tkws_conv_s4_ref"
+    dw = {**conv, "out_c": 64, "depth_multiplier": 1}
+    assert KL.packed_choice("depthwise", dw, _small(rng, (1, 3, 3, 64), 4), None, "fast")[0] == "tkws_dw_s4_fast"
+    assert KL.packed_choice("depthwise", dw, _small(rng, (1, 3, 3, 64), 2), None, "ref")[0] == "tkws_dw_s2_ref"
+    assert KL.packed_choice("depthwise", {**dw, "depth_multiplier": 2}, _small(rng, (1, 3, 3, 64), 4), None,
+                            "fast")[0] is None
     assert KL.packed_choice("fc", {"in_offset": 3}, w2.reshape(64, 64), None, "fast")[0] == "tkws_fc_s2_fast"
     name, why = KL.packed_choice("conv", pw, w8, None, "fast")
     assert name is None and "8 bits" in why
@@ -177,18 +209,19 @@ def test_packed_choice():
 @pytest.mark.slow
 def test_packed_kernels_on_emulated_m7(tmp_path):
     """The DSP paths (masked shifts, SXTB16, LDRD, SMLAD, SMMULR/SSAT) of every packed kernel, built
-    for the Cortex-M7 and run on the emulator, equal the integer reference (5x6x9 input, zero point
-    -128: odd channel counts, padding, 1 and 2 pixel passes)."""
+    for the Cortex-M7 and run on the emulator, equal the integer reference (5x6x12 input, zero point
+    -128: rows that end inside a packed word, odd output channel counts, padding, full and partial
+    passes of 4 pixels, the depthwise 3x3 path)."""
     from test_deploy_kernels import _m7_or_fail, m7_kernel_project
 
     mcu = _m7_or_fail()
     rng = np.random.default_rng(37)
-    x = rng.integers(-128, 128, (1, 5, 6, 9)).astype(np.int8)
+    x = rng.integers(-128, 128, (1, 5, 6, 12)).astype(np.int8)
     in_zp = -128
     calls, want = [], []
     for bits in (4, 2):
-        for ws, stride, pad, names in [((5, 1, 1, 9), (1, 1), (0, 0, 0, 0), [f"tkws_pw_s{bits}_fast"]),
-                                       ((6, 3, 3, 9), (2, 1), (1, 1, 1, 1),
+        for ws, stride, pad, names in [((5, 1, 1, 12), (1, 1), (0, 0, 0, 0), [f"tkws_pw_s{bits}_fast"]),
+                                       ((6, 3, 3, 12), (2, 1), (1, 1, 1, 1),
                                         [f"tkws_conv_s{bits}_ref", f"tkws_conv_s{bits}_fast"])]:
             w = _small(rng, ws, bits)
             bias = rng.integers(-3000, 3000, ws[0]).astype(np.int32)
@@ -200,6 +233,15 @@ def test_packed_kernels_on_emulated_m7(tmp_path):
             for name in names:
                 calls.append((name, "conv", _conv_params(c, y), w, bias, mult, shift, y.size))
                 want.append(y.reshape(-1))
+        w = _small(rng, (1, 3, 3, 12), bits)  # depthwise, the 3x3 path (C % 4 == 0)
+        bias = rng.integers(-3000, 3000, 12).astype(np.int32)
+        mult, shift = _requant(rng, 12, bool(rng.integers(0, 2)))
+        out_zp = _zp(rng)
+        y = K.depthwise_conv2d(x, in_zp, w, bias, (1, 1), (1, 1, 1, 1), mult, shift, out_zp, -128, 127, 1)
+        c = dict(x=x, w=w, stride=(1, 1), pad=(1, 1, 1, 1), dm=1, in_zp=in_zp, out_zp=out_zp, qmin=-128, qmax=127)
+        for name in (f"tkws_dw_s{bits}_ref", f"tkws_dw_s{bits}_fast"):
+            calls.append((name, "conv", _conv_params(c, y), w, bias, mult, shift, y.size))
+            want.append(y.reshape(-1))
         w = _small(rng, (7, x.size), bits)
         bias = rng.integers(-3000, 3000, 7).astype(np.int32)
         mult, shift = _requant(rng, 7, True)
@@ -219,8 +261,8 @@ def test_packed_kernels_on_emulated_m7(tmp_path):
 @pytest.mark.slow
 def test_generated_4bit_model_packed_bit_exact(tmp_path, mini_dir):
     """A DS-CNN quantized with 4-bit weights (two layers narrowed to 2 bits) generated with the default
-    pack_weights="auto": its conv, pointwise and fc layers get the 4- and 2-bit kernels and say why,
-    depthwise and int8-range layers keep theirs, the constants shrink against pack_weights="off",
+    pack_weights="auto": its conv, depthwise, pointwise and fc layers get the 4- and 2-bit kernels and
+    say why, the constants shrink against pack_weights="off",
     and the host build equals the integer reference on real clips and random inputs."""
     import torch
 
@@ -243,8 +285,8 @@ def test_generated_4bit_model_packed_bit_exact(tmp_path, mini_dir):
     kernels = [l["kernel"] for l in gen.layers if l["op"] in ("conv", "fc")]
     assert kernels[0] == "tkws_conv_s4_fast" and kernels[2] == "tkws_pw_s2_fast" and kernels[-1] == "tkws_fc_s2_fast"
     assert all(k.startswith("tkws_pw_s4_fast") for i, k in enumerate(kernels[1:-1]) if i != 1), kernels
-    assert all("packed" in l["kernel_choice"] for l in gen.layers if l["op"] in ("conv", "fc"))
-    assert not any("_s4_" in l["kernel"] or "_s2_" in l["kernel"] for l in gen.layers if l["op"] == "depthwise")
+    assert all("packed" in l["kernel_choice"] for l in gen.layers if l["op"] in ("conv", "depthwise", "fc"))
+    assert all(l["kernel"] == "tkws_dw_s4_fast" for l in gen.layers if l["op"] == "depthwise")
     np.testing.assert_array_equal(run_host(tmp_path / "p", x), im.run(x).reshape(len(x), -1))
     dense = generate(im, tmp_path / "d", kernels="fast", pack_weights="off")
     assert not any("_s4_" in l["kernel"] or "_s2_" in l["kernel"] for l in dense.layers)

@@ -96,3 +96,11 @@ def conv_scratch(bits):
 def fc_scratch(bits):
     """The input as int16, padded to the packed row."""
     return lambda p: 2 * _padded(p["in_n"], bits)
+
+
+def dw_scratch(bits):
+    """The weights unpacked as tkws_dw_s8_fast reads them: int16 for 3x3 with C % 4 == 0, else int8."""
+    def f(p):
+        n = p["k_h"] * p["k_w"] * p["out_c"]
+        return 2 * n if (p["k_h"], p["k_w"]) == (3, 3) and p["out_c"] % 4 == 0 else (n + 3) & ~3
+    return f

@@ -119,6 +119,10 @@ void tkws_conv_s4_fast(TKWS_CONV_ARGS);     /* im2col; scratch: 4 windows of int
 void tkws_conv_s2_fast(TKWS_CONV_ARGS);
 void tkws_pw_s4_fast(TKWS_CONV_ARGS);       /* 1x1, no padding; scratch: 4 pixels of int16 */
 void tkws_pw_s2_fast(TKWS_CONV_ARGS);
+void tkws_dw_s4_ref(TKWS_CONV_ARGS);        /* any depth multiplier */
+void tkws_dw_s2_ref(TKWS_CONV_ARGS);
+void tkws_dw_s4_fast(TKWS_CONV_ARGS);       /* depth multiplier 1; scratch: the weights unpacked (tkws_dw_s8_fast's layout) */
+void tkws_dw_s2_fast(TKWS_CONV_ARGS);
 void tkws_fc_s4_ref(TKWS_FC_ARGS);
 void tkws_fc_s2_ref(TKWS_FC_ARGS);
 void tkws_fc_s4_fast(TKWS_FC_ARGS);         /* scratch: in_n int16 */

@@ -24,6 +24,7 @@
 
 #include "tkws_nn.h"
 #include "tkws_gemm.h"
+#include "tkws_dw_s8_fast.h"
 
 /* weight i of a packed row (plain unpack: one field, sign-extended) */
 TKWS_INLINE int32_t tkws_sb_weight(const int32_t *row, int32_t i, const int bits)
@@ -312,5 +313,36 @@ TKWS_INLINE void tkws_conv_s4_fast_body(TKWS_CONV_ARGS, const int mode) { tkws_c
 TKWS_INLINE void tkws_conv_s2_fast_body(TKWS_CONV_ARGS, const int mode) { tkws_conv_sb_fast_body(p, in, w, bias, mult, shift, out, scratch, 2, mode); }
 TKWS_INLINE void tkws_fc_s4_fast_body(TKWS_FC_ARGS, const int mode) { tkws_fc_sb_fast_body(p, in, w, bias, mult, shift, out, scratch, 4, mode); }
 TKWS_INLINE void tkws_fc_s2_fast_body(TKWS_FC_ARGS, const int mode) { tkws_fc_sb_fast_body(p, in, w, bias, mult, shift, out, scratch, 2, mode); }
+
+/* the packed row unpacked into the layout of tkws_dw_s8_fast (kernels.py pack_dw_fast) */
+TKWS_INLINE void tkws_dw_sb_unpack(const tkws_conv_params *p, const int32_t *row, void *dst, const int bits)
+{
+    const int32_t c_n = p->out_c, taps = p->k_h * p->k_w;
+    if (p->k_h == 3 && p->k_w == 3 && (c_n & 3) == 0) {
+        int16_t *d = (int16_t *)dst;
+        for (int32_t g = 0; g < c_n; g += 4)
+            for (int32_t t = 0; t < 9; t++, d += 4) {
+                const int32_t i = t * c_n + g;
+                d[0] = (int16_t)tkws_sb_weight(row, i, bits);
+                d[1] = (int16_t)tkws_sb_weight(row, i + 2, bits);
+                d[2] = (int16_t)tkws_sb_weight(row, i + 1, bits);
+                d[3] = (int16_t)tkws_sb_weight(row, i + 3, bits);
+            }
+    } else {
+        int8_t *d = (int8_t *)dst;
+        for (int32_t i = 0; i < taps * c_n; i++)
+            d[i] = (int8_t)tkws_sb_weight(row, i, bits);
+    }
+}
+
+/* fast depthwise (depth multiplier 1): the weights unpacked into scratch, then tkws_dw_s8_fast's body */
+TKWS_INLINE void tkws_dw_sb_fast_body(TKWS_CONV_ARGS, const int bits, const int mode)
+{
+    tkws_dw_sb_unpack(p, (const int32_t *)w, scratch, bits);
+    tkws_dw_s8_fast_body(p, in, scratch, bias, mult, shift, out, 0, mode);
+}
+
+TKWS_INLINE void tkws_dw_s4_fast_body(TKWS_CONV_ARGS, const int mode) { tkws_dw_sb_fast_body(p, in, w, bias, mult, shift, out, scratch, 4, mode); }
+TKWS_INLINE void tkws_dw_s2_fast_body(TKWS_CONV_ARGS, const int mode) { tkws_dw_sb_fast_body(p, in, w, bias, mult, shift, out, scratch, 2, mode); }
 
 #endif /* TKWS_SUBBYTE_H */

@@ -80,7 +80,7 @@ def finish(layer: Layer, variant, params: dict, struct: str, args: list[str]) ->
 
 
 def packed(layer: Layer, kind: str, params: dict, im, op, kernels: str, loop_order: str, pack_weights: str, variant):
-    """The packed-weight variant for a conv/fc layer whose weights fit 4 or 2 bits (note set to why),
+    """The packed-weight variant for a conv/depthwise/fc layer whose weights fit 4 or 2 bits (note set to why),
     else `variant`; layers with int8-range weights keep theirs and get no note."""
     if pack_weights == "off":
         return variant
