@@ -1,9 +1,11 @@
 /* tinykws kernel library: sub-byte (4- and 2-bit) packed weights. The shared unpacking, the column
    widening and the inline bodies of the fast packed kernels (tkws_pw_s4.c, tkws_conv_s4.c,
-   tkws_fc_s4.c instantiate them for any shape; the generator once per layer with constant params).
+   tkws_dw_s4.c, tkws_fc_s4.c instantiate them for any shape; the generator once per layer with
+   constant params).
 
    Weights: signed, symmetric, in [-8, 7] (4 bits) or [-2, 1] (2 bits); each output channel's row of
-   k values (conv: k = k_h*k_w*in_c in OHWI order, fc: in_n) is zero-padded to a multiple of G
+   k values (conv: k = k_h*k_w*in_c in OHWI order, depthwise: the whole [k_h][k_w][C] as one row,
+   fc: in_n) is zero-padded to a multiple of G
    (8 or 16) and packed into k/G little-endian 32-bit words (kernels.py pack_s4 / pack_s2):
 
      4 bits, G = 8:  byte j (0..3) of word g = w[8g + j] (bits 0-3) | w[8g + 4 + j] (bits 4-7)
@@ -17,8 +19,8 @@
    AND-with-shift plus SXTB16s, no per-weight work. The fast kernels hence accumulate
    2^(8-b) * acc (the bias shifted in at the start); the generator (kernels.packed_choice) proves
    |acc| * 2^(8-b) < 2^31 for every input, so the final arithmetic shift right is exact.
-   The plain references (_ref) unpack one weight at a time (SBFX on the M7) and keep TFLite's
-   arithmetic as written. */
+   The plain references (_ref) unpack one weight at a time (shift, mask, sign extension) and keep
+   TFLite's arithmetic as written. */
 #ifndef TKWS_SUBBYTE_H
 #define TKWS_SUBBYTE_H
 
