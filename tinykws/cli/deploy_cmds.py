@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         loop_order: str = typer.Option("input", help="input (for each output, sum its window) | weight "
                                                      "(for each weight, accumulate into the outputs it touches)"),
         cmsis_nn: Optional[Path] = typer.Option(None, "--cmsis-nn", help="CMSIS-NN source folder (--kernels cmsis-nn)"),
-        pack_weights: str = typer.Option("auto", help="auto: conv and fc layers whose weights fit 4 or 2 signed bits "
+        pack_weights: str = typer.Option("auto", help="auto: layers whose weights all fit 4 or 2 signed bits "
                                                       "(QAT at those widths) store them packed | off: int8 weights"),
         specialize: bool = typer.Option(True, help="fast kernels: one instance per layer with its shapes as "
                                                    "compile-time constants (--no-specialize: the generic functions)"),
@@ -88,7 +88,8 @@ def register(app: typer.Typer) -> None:
         info = {"out": str(out), "kernels": kernels, "loop_order": loop_order if kernels != "cmsis-nn" else None,
                 "layers": len(gen.layers), "macs": int(sum(l["macs"] for l in gen.layers)),
                 "arena_bytes": gen.plan.arena_bytes, "plan": gen.plan.to_dict(),
-                "packed_layers": [l["name"] for l in gen.layers if any(s in (l.get("kernel") or "") for s in ("_s4_", "_s2_"))]}
+                "packed_layers": [l["name"] for l in gen.layers
+                                  if any(s in (l.get("kernel") or "") for s in ("_s4_", "_s2_"))]}
         log(gen.plan.table())
         if check > 0:
             rng = np.random.default_rng(0)

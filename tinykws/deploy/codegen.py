@@ -99,7 +99,7 @@ def generate(im, out_dir: str | Path, kernels: str = "fast", loop_order: str = "
     folds every shape, offset and loop bound (more flash, fewer instructions); False: every layer
     calls the library's generic function. sparse: off (dense kernels) | auto | on: pointwise layers
     may get the sparse kernels (kernels.select; each such layer's `kernel_choice` says why).
-    pack_weights: auto (conv and fc layers whose weights all fit 4 or 2 signed bits, e.g. after QAT
+    pack_weights: auto (conv, depthwise and fc layers whose weights all fit 4 or 2 signed bits, e.g. after QAT
     at those widths, get kernels reading them packed 2 or 4 per byte; int8-range weights keep their
     kernels, so int8 models are unchanged) | off (int8 weights everywhere)."""
     layers = build_layers(im, kernels, loop_order, sparse, pack_weights)

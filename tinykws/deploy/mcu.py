@@ -332,7 +332,8 @@ EST_NOTE = "estimate: instructions / clock at one instruction per cycle (unicorn
 
 
 def generate_project(im, out_dir: str | Path, kernels: str = "fast", loop_order: str = "input",
-                     cmsis_dir: str | Path | None = None, overwrite: bool = False, pack_weights: str = "auto") -> list[dict]:
+                     cmsis_dir: str | Path | None = None, overwrite: bool = False,
+                     pack_weights: str = "auto") -> list[dict]:
     """Generate the C project of one variant (tinykws ref/fast or CMSIS-NN); returns its layers."""
     if kernels not in KERNELS:
         raise McuError(f"--kernels {kernels!r}: use one of {', '.join(KERNELS)}")

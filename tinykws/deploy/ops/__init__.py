@@ -69,8 +69,8 @@ def build_layers(im, kernels: str = "fast", loop_order: str = "input", sparse: s
                  pack_weights: str = "off") -> list[Layer]:
     """Every op of `im` as a Layer; an op the generator cannot emit is a one-line error naming it.
     sparse: off | auto | on, the sparse pointwise kernels (tinykws.deploy.kernels.select).
-    pack_weights: off | auto, conv, depthwise and fc layers whose weights fit 4 or 2 bits get packed-weight
-    kernels (tinykws.deploy.subbyte.packed_choice)."""
+    pack_weights: off | auto, conv, depthwise and fc layers whose weights fit 4 or 2 bits get
+    packed-weight kernels (tinykws.deploy.kernels.packed_choice)."""
     if kernels not in ("ref", "fast"):
         raise DeployError(f"kernels {kernels!r}: the tinykws back end has ref and fast (CMSIS-NN: tinykws.deploy.cmsis)")
     if loop_order not in ("input", "weight"):
@@ -85,9 +85,12 @@ def build_layers(im, kernels: str = "fast", loop_order: str = "input", sparse: s
             name = im.tensors[op.output].name.split(";")[0]
             raise DeployError(f"op {op.kind!r} (layer {k}, {name!r}) cannot be emitted as C: the generator "
                               f"handles {', '.join(sorted(emit))}")
+
     def extra(kind):
         kw = {"sparse": sparse} if kind == "conv" and sparse != "off" else {}
-        return {**kw, "pack_weights": pack_weights} if kind in ("conv", "depthwise", "fc") and pack_weights != "off" else kw
+        if kind in ("conv", "depthwise", "fc") and pack_weights != "off":
+            kw["pack_weights"] = pack_weights
+        return kw
 
     return [emit[op.kind](im, k, op, kernels, loop_order, **extra(op.kind)) for k, op in enumerate(im.ops)]
 

@@ -10,6 +10,7 @@ def build(im, k, op, kernels, loop_order, pack_weights="off"):
     p = conv_params(im, op)
     p["depth_multiplier"] = int(op.opts.get("depth_multiplier", 1))
     layer.macs = p["out_h"] * p["out_w"] * p["out_c"] * p["k_h"] * p["k_w"]
-    v = packed(layer, "depthwise", p, im, op, kernels, loop_order, pack_weights, select("depthwise", p, kernels, loop_order))
+    v = select("depthwise", p, kernels, loop_order)
+    v = packed(layer, "depthwise", p, im, op, kernels, loop_order, pack_weights, v)
     layer.arrays = {**weights_and_bias(im, op, v, p, p["out_c"]), **requant_arrays(im, op, p["out_c"], v, p)}
     return finish(layer, v, p, "tkws_conv_params", ["params", "in", "w", "bias", "mult", "shift", "out", "scratch"])
