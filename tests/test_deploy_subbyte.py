@@ -7,11 +7,13 @@ layout; the generator's per-layer choice; the Cortex-M7 (DSP) paths on the emula
 from __future__ import annotations
 
 import ctypes
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
-from test_deploy_kernels import (FC_FIELDS, MODES_SEEN, _buf, _call_conv, _check_guard, _check_modes, _clamp,  # noqa: F401
-                                 _conv_case, _conv_params, _ptr, _requant, _requant_for, _struct, _zp, lib)
+from test_deploy_kernels import (FC_FIELDS, MODES_SEEN, _buf, _call_conv, _check_guard, _check_modes, _clamp,
+                                 _conv_case, _conv_params, _ptr, _requant, _requant_for, _struct, _zp)
 
 from tinykws.deploy import kernels as KL
 from tinykws.deploy import subbyte as SB
@@ -20,6 +22,19 @@ from tinykws.quant import kernels as K
 CONV_SB = ["tkws_conv_s4_ref", "tkws_conv_s2_ref", "tkws_conv_s4_fast", "tkws_conv_s2_fast"]
 PW_SB = CONV_SB + ["tkws_pw_s4_fast", "tkws_pw_s2_fast"]
 FC_SB = ["tkws_fc_s4_ref", "tkws_fc_s2_ref", "tkws_fc_s4_fast", "tkws_fc_s2_fast"]
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    """The packed-weight kernels' C files alone, built with gcc as a shared library."""
+    gcc = shutil.which("gcc")
+    assert gcc, "gcc is needed to build the kernel library on the host"
+    out = tmp_path_factory.mktemp("tkws_subbyte") / "libtkws_subbyte.so"
+    srcs = [str(p) for p in KL.sources() if p.name in ("tkws_conv_s4.c", "tkws_pw_s4.c", "tkws_dw_s4.c", "tkws_fc_s4.c")]
+    assert len(srcs) == 4
+    subprocess.run([gcc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", "-o", str(out), *srcs],
+                   check=True, capture_output=True, text=True)
+    return ctypes.CDLL(str(out))
 
 
 def _bits(name) -> int:
@@ -31,7 +46,7 @@ def _small(rng, shape, bits):
     return rng.integers(lo, hi + 1, shape).astype(np.int8)
 
 
-def _call_fc(lib, name, p, x, w, bias, mult, shift):  # noqa: F811
+def _call_fc(lib, name, p, x, w, bias, mult, shift):
     v = KL.VARIANTS[name]
     packed = np.ascontiguousarray(v.pack_weights(w, p)[0], np.int32)
     b = v.fold_bias(bias, w, p["in_offset"]) if v.folds_input_offset else np.asarray(bias, np.int32)
@@ -75,7 +90,7 @@ def _sb_case(rng, name, pointwise=False):
 
 
 @pytest.mark.parametrize("name", CONV_SB)
-def test_packed_conv_bit_exact(lib, name):  # noqa: F811
+def test_packed_conv_bit_exact(lib, name):
     rng = np.random.default_rng(17)
     MODES_SEEN.pop(name, None)
     for _ in range(50):
@@ -89,7 +104,7 @@ def test_packed_conv_bit_exact(lib, name):  # noqa: F811
 
 
 @pytest.mark.parametrize("name", PW_SB)
-def test_packed_pointwise_bit_exact(lib, name):  # noqa: F811
+def test_packed_pointwise_bit_exact(lib, name):
     rng = np.random.default_rng(19)
     MODES_SEEN.pop(name, None)
     for _ in range(40):
@@ -107,7 +122,7 @@ def test_packed_pointwise_bit_exact(lib, name):  # noqa: F811
 
 
 @pytest.mark.parametrize("name", FC_SB)
-def test_packed_fc_bit_exact(lib, name):  # noqa: F811
+def test_packed_fc_bit_exact(lib, name):
     rng = np.random.default_rng(23)
     MODES_SEEN.pop(name, None)
     for _ in range(60):
@@ -126,7 +141,7 @@ def test_packed_fc_bit_exact(lib, name):  # noqa: F811
 
 
 @pytest.mark.parametrize("name", ["tkws_dw_s4_ref", "tkws_dw_s2_ref", "tkws_dw_s4_fast", "tkws_dw_s2_fast"])
-def test_packed_depthwise_bit_exact(lib, name):  # noqa: F811
+def test_packed_depthwise_bit_exact(lib, name):
     """Any kernel size (the 3x3 path with C % 4 == 0 and the generic one), depth multipliers 1-3 for
     the references (1 for the fast kernels, as selected)."""
     rng = np.random.default_rng(29)
@@ -153,7 +168,7 @@ def test_packed_depthwise_bit_exact(lib, name):  # noqa: F811
 
 
 @pytest.mark.parametrize("bits", [4, 2])
-def test_packed_extremes(lib, bits):  # noqa: F811
+def test_packed_extremes(lib, bits):
     """The most negative and most positive weights everywhere, inputs at -128/127, zero points
     -128 and 127, on the DS-CNN's 25x5x64 -> 64 pointwise and 49x10x1 -> 25x5x64 first conv."""
     rng = np.random.default_rng(9)
