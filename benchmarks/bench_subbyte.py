@@ -6,7 +6,9 @@ prints the table of docs/sparse_kernels.md ("Sub-byte weights").
 
     tinykws quantize --model dscnn-kws --method qat4 --epochs 3 --data $DATA --out runs/sb/qat4.pt
     tinykws quantize --model dscnn-kws --method qat2 --epochs 3 --data $DATA --out runs/sb/qat2.pt
-    python benchmarks/bench_subbyte.py --models dscnn-kws runs/sb/qat4.pt runs/sb/qat2.pt --data $DATA --markdown
+    tinykws quantize --model dscnn-kws --method learned --epochs 3 --data $DATA --out runs/sb/learned.pt
+    python benchmarks/bench_subbyte.py --models dscnn-kws runs/sb/qat4.pt runs/sb/qat2.pt runs/sb/learned.pt \\
+        --data $DATA --markdown
 """
 from __future__ import annotations
 
