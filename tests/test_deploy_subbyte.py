@@ -317,3 +317,18 @@ def test_cli_pack_weights_bad_value(tmp_path, shared_dir):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "--pack-weights 'on'" in lines[0] and "off | auto" in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_bench_mcu_pack_weights_bad_value():
+    """`tinykws bench-mcu --pack-weights` takes off | auto; anything else fails before any work."""
+    import typer
+    from typer.testing import CliRunner
+
+    from tinykws.cli import mcu_cmds
+    from tinykws.deploy.mcu import McuError
+
+    app = typer.Typer()
+    mcu_cmds.register(app)
+    app.command("noop")(lambda: None)
+    r = CliRunner().invoke(app, ["bench-mcu", "dscnn-kws", "--pack-weights", "on"])
+    assert isinstance(r.exception, McuError) and "--pack-weights 'on': use off | auto" in str(r.exception)
