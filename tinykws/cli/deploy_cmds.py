@@ -11,6 +11,7 @@ from .options import calib_clips_option, config_option, Json, Overwrite, emit_js
 
 KERNELS = ("ref", "fast", "cmsis-nn")
 LOOP_ORDERS = ("input", "weight")
+PACK_WEIGHTS = ("off", "auto")
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +26,8 @@ def register(app: typer.Typer) -> None:
         loop_order: str = typer.Option("input", help="input (for each output, sum its window) | weight "
                                                      "(for each weight, accumulate into the outputs it touches)"),
         cmsis_nn: Optional[Path] = typer.Option(None, "--cmsis-nn", help="CMSIS-NN source folder (--kernels cmsis-nn)"),
+        pack_weights: str = typer.Option("auto", help="auto: layers whose weights all fit 4 or 2 signed bits "
+                                                      "(QAT at those widths) store them packed | off: int8 weights"),
         specialize: bool = typer.Option(True, help="fast kernels: one instance per layer with its shapes as "
                                                    "compile-time constants (--no-specialize: the generic functions)"),
         data: Optional[Path] = typer.Option(None, help="calibration data for PTQ int8 of a float model "
@@ -59,6 +62,8 @@ def register(app: typer.Typer) -> None:
             raise DeployError(f"--kernels {kernels!r}: use {' | '.join(KERNELS)}")
         if loop_order not in LOOP_ORDERS:
             raise DeployError(f"--loop-order {loop_order!r}: use {' | '.join(LOOP_ORDERS)}")
+        if pack_weights not in PACK_WEIGHTS:
+            raise DeployError(f"--pack-weights {pack_weights!r}: use {' | '.join(PACK_WEIGHTS)}")
         if kernels == "cmsis-nn" and cmsis_nn is None:
             raise DeployError("--kernels cmsis-nn needs --cmsis-nn DIR (a CMSIS-NN source folder)")
         log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False, markup=False))
@@ -78,10 +83,13 @@ def register(app: typer.Typer) -> None:
 
             gen = generate_cmsis(im, out, cmsis_dir=cmsis_nn, overwrite=overwrite)
         else:
-            gen = generate(im, out, kernels=kernels, loop_order=loop_order, overwrite=overwrite, specialize=specialize)
+            gen = generate(im, out, kernels=kernels, loop_order=loop_order, overwrite=overwrite, specialize=specialize,
+                           pack_weights=pack_weights)
         info = {"out": str(out), "kernels": kernels, "loop_order": loop_order if kernels != "cmsis-nn" else None,
                 "layers": len(gen.layers), "macs": int(sum(l["macs"] for l in gen.layers)),
-                "arena_bytes": gen.plan.arena_bytes, "plan": gen.plan.to_dict()}
+                "arena_bytes": gen.plan.arena_bytes, "plan": gen.plan.to_dict(),
+                "packed_layers": [l["name"] for l in gen.layers
+                                  if any(s in (l.get("kernel") or "") for s in ("_s4_", "_s2_"))]}
         log(gen.plan.table())
         if check > 0:
             rng = np.random.default_rng(0)

@@ -38,6 +38,8 @@ def register(app: typer.Typer) -> None:
         kernels: str = typer.Option("fast", help="ref | fast | cmsis-nn"),
         loop_order: str = typer.Option("input", help="input | weight (tinykws kernels)"),
         opt: str = typer.Option("O2", help="O2 | Os | O3"),
+        pack_weights: str = typer.Option("auto", help="auto: layers whose weights all fit 4 or 2 signed bits store "
+                                                      "them packed | off: int8 weights (tinykws kernels)"),
         no_dsp: bool = typer.Option(False, "--no-dsp", help="build without the DSP source paths (-U__ARM_FEATURE_DSP)"),
         clock_mhz: float = typer.Option(216.0, help="clock for the ms estimate"),
         cmsis_nn: Optional[Path] = typer.Option(None, "--cmsis-nn", help="CMSIS-NN source folder (--kernels cmsis-nn; "
@@ -57,8 +59,10 @@ def register(app: typer.Typer) -> None:
     ):
         """Instructions (total, per layer, per MAC), flash, RAM and stack of a model on an emulated Cortex-M7."""
         from ..recipes import load_int_model
-        from ..deploy.mcu import bench_m7, clip_inputs, default_inputs
+        from ..deploy.mcu import McuError, bench_m7, clip_inputs, default_inputs
 
+        if pack_weights not in ("off", "auto"):
+            raise McuError(f"--pack-weights {pack_weights!r}: use off | auto")
         log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False, markup=False))
         cmsis = cmsis_nn or (Path(os.environ["CMSIS_NN_DIR"]) if os.environ.get("CMSIS_NN_DIR") else None)
         im = load_int_model(model, data, calib_clips=calib_clips, log=log)
@@ -67,7 +71,7 @@ def register(app: typer.Typer) -> None:
             return
         x = clip_inputs(im, data, clips) if data else default_inputs(im)
         d = bench_m7(im, kernels, loop_order, opt, dsp=not no_dsp, inputs=x, cmsis_dir=cmsis,
-                     clock_mhz=clock_mhz, model=model)
+                     clock_mhz=clock_mhz, model=model, pack_weights=pack_weights)
         if as_json:
             emit_json(d)
         else:

@@ -91,15 +91,18 @@ def kernel_sources(layers: list[Layer]) -> list[Path]:
 
 def generate(im, out_dir: str | Path, kernels: str = "fast", loop_order: str = "input", name: str = "tkws",
              overwrite: bool = False, labels: list[str] | None = None, specialize: bool = True,
-             sparse: str = "off") -> GeneratedModel:
+             sparse: str = "off", pack_weights: str = "auto") -> GeneratedModel:
     """Write the C project of `im` into `out_dir` (new, empty, or written by tinykws with overwrite).
 
     specialize: each layer whose kernel has an inline body (the fast variants) gets its own instance
     of it in model.c, with the layer's params struct as a compile-time constant, so the compiler
     folds every shape, offset and loop bound (more flash, fewer instructions); False: every layer
     calls the library's generic function. sparse: off (dense kernels) | auto | on: pointwise layers
-    may get the sparse kernels (kernels.select; each such layer's `kernel_choice` says why)."""
-    layers = build_layers(im, kernels, loop_order, sparse)
+    may get the sparse kernels (kernels.select; each such layer's `kernel_choice` says why).
+    pack_weights: auto (conv, depthwise and fc layers whose weights all fit 4 or 2 signed bits, e.g. after QAT
+    at those widths, get kernels reading them packed 2 or 4 per byte; int8-range weights keep their
+    kernels, so int8 models are unchanged) | off (int8 weights everywhere)."""
+    layers = build_layers(im, kernels, loop_order, sparse, pack_weights)
     plan = plan_memory(im, scratch={l.op_index: l.scratch_bytes for l in layers},
                        in_place={(l.op_index, t) for l in layers for t in l.in_place_inputs})
     srcs = kernel_sources(layers)

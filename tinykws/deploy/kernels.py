@@ -318,6 +318,64 @@ VARIANTS: dict[str, KernelVariant] = {v.name: v for v in [
 ]}
 
 
+# sub-byte packed weights (tinykws/deploy/subbyte.py, csrc/tkws_subbyte.h): 4 and 2 bits per weight
+from .subbyte import PACK_WEIGHTS, weight_bits  # noqa: E402
+from .subbyte import conv_scratch as _sb_conv, dw_scratch as _sb_dw, fc_scratch as _sb_fc, pack_s2, pack_s4  # noqa: E402
+from .subbyte import pw_scratch as _sb_pw  # noqa: E402
+
+_SB_PACK = {4: pack_s4, 2: pack_s2}
+for _b in (4, 2):
+    VARIANTS.update({v.name: v for v in [
+        _v(f"tkws_conv_s{_b}_ref", "conv", "input", packer=_SB_PACK[_b], weight_ctype="int32_t"),
+        _v(f"tkws_conv_s{_b}_fast", "conv", "input", folds_input_offset=True, scratch=_sb_conv(_b),
+           packer=_SB_PACK[_b], weight_ctype="int32_t", fast_requant=True, body=f"tkws_conv_s{_b}_fast_body",
+           body_header="tkws_subbyte.h"),
+        _v(f"tkws_pw_s{_b}_fast", "conv", "input", folds_input_offset=True, scratch=_sb_pw(_b), packer=_SB_PACK[_b],
+           weight_ctype="int32_t", fast_requant=True, body=f"tkws_pw_s{_b}_fast_body", body_header="tkws_subbyte.h"),
+        _v(f"tkws_dw_s{_b}_ref", "depthwise", "input", packer=_SB_PACK[_b], weight_ctype="int32_t"),
+        _v(f"tkws_dw_s{_b}_fast", "depthwise", "input", folds_input_offset=True, scratch=_sb_dw(_b),
+           packer=_SB_PACK[_b], weight_ctype="int32_t", fast_requant=True, body=f"tkws_dw_s{_b}_fast_body",
+           body_header="tkws_subbyte.h", body_attr="TKWS_DW_FAST_ATTR"),
+        _v(f"tkws_fc_s{_b}_ref", "fc", "input", packer=_SB_PACK[_b], weight_ctype="int32_t"),
+        _v(f"tkws_fc_s{_b}_fast", "fc", "input", folds_input_offset=True, scratch=_sb_fc(_b), packer=_SB_PACK[_b],
+           weight_ctype="int32_t", fast_requant=True, body=f"tkws_fc_s{_b}_fast_body", body_header="tkws_subbyte.h"),
+    ]})
+
+
+def packed_choice(op_kind: str, params: dict, w, bias, kernels: str = "fast", loop_order: str = "input",
+                  pack_weights: str = "auto") -> tuple[str | None, str]:
+    """(packed kernel variant or None for the int8 one, why) for a conv, depthwise or fc layer with
+    weights w.
+
+    auto: weights that fit 4 (2) signed bits get the 4-bit (2-bit) kernels, the reference with
+    kernels="ref", the fast one with "fast" where the scaled accumulator of tkws_subbyte.h provably
+    fits (|acc| * 2^(8-bits) < 2^31 for any int8 input; depthwise unpacks into scratch, no scaling,
+    depth multiplier 1); the weight-prioritized order has no packed kernel (int8 kept)."""
+    if pack_weights not in PACK_WEIGHTS:
+        raise KernelError(f"pack_weights {pack_weights!r}: use {' or '.join(PACK_WEIGHTS)}")
+    if pack_weights == "off" or w is None or op_kind not in ("conv", "depthwise", "fc"):
+        return None, "packed weights off"
+    bits = weight_bits(w)
+    w = np.asarray(w)
+    rng = f"weights in [{int(w.min())}, {int(w.max())}]" if w.size else "no weights"
+    if bits == 8:
+        return None, f"{rng}: 8 bits"
+    if loop_order != "input":
+        return None, f"{rng}: {bits} bits, but no packed kernel in the {loop_order}-prioritized order"
+    fam = {"depthwise": "dw"}.get(op_kind, op_kind)
+    if kernels == "ref":
+        return f"tkws_{fam}_s{bits}_ref", f"{rng}: {bits}-bit packed"
+    if op_kind == "depthwise":
+        if params.get("depth_multiplier", 1) != 1:
+            return None, f"{rng}: {bits} bits, but the fast packed depthwise kernel needs depth multiplier 1"
+        return f"tkws_dw_s{bits}_fast", f"{rng}: {bits}-bit packed (unpacked into scratch per call)"
+    bound = accumulator_bound(w, bias, params["in_offset"])
+    if bound << (8 - bits) >= 1 << 31:
+        return None, f"{rng}: {bits} bits, but the scaled accumulator could overflow (bound {bound})"
+    fam = "pw" if op_kind == "conv" and is_pointwise(params) else fam
+    return f"tkws_{fam}_s{bits}_fast", f"{rng}: {bits}-bit packed"
+
+
 def is_pointwise(p: dict) -> bool:
     """A 1x1 conv without padding (any stride): the no-im2col path applies."""
     return p["k_h"] == 1 and p["k_w"] == 1 and p.get("pad_top", 0) == 0 and p.get("pad_left", 0) == 0

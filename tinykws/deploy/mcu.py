@@ -332,7 +332,8 @@ EST_NOTE = "estimate: instructions / clock at one instruction per cycle (unicorn
 
 
 def generate_project(im, out_dir: str | Path, kernels: str = "fast", loop_order: str = "input",
-                     cmsis_dir: str | Path | None = None, overwrite: bool = False) -> list[dict]:
+                     cmsis_dir: str | Path | None = None, overwrite: bool = False,
+                     pack_weights: str = "auto") -> list[dict]:
     """Generate the C project of one variant (tinykws ref/fast or CMSIS-NN); returns its layers."""
     if kernels not in KERNELS:
         raise McuError(f"--kernels {kernels!r}: use one of {', '.join(KERNELS)}")
@@ -346,7 +347,8 @@ def generate_project(im, out_dir: str | Path, kernels: str = "fast", loop_order:
         return generate_cmsis(im, out_dir, cmsis_dir, overwrite=overwrite).layers
     from .codegen import generate
 
-    return generate(im, out_dir, kernels=kernels, loop_order=loop_order, overwrite=overwrite).layers
+    return generate(im, out_dir, kernels=kernels, loop_order=loop_order, overwrite=overwrite,
+                    pack_weights=pack_weights).layers
 
 
 def default_inputs(im, n_random: int = 2, seed: int = 0) -> np.ndarray:
@@ -372,7 +374,7 @@ def clip_inputs(im, data_dir: str | Path, n: int = 3, split: str = "testing", se
 
 def bench_m7(im, kernels: str = "fast", loop_order: str = "input", opt: str = "O2", dsp: bool = True,
              inputs: np.ndarray | None = None, cmsis_dir: str | Path | None = None, clock_mhz: float = 216.0,
-             work_dir: str | Path | None = None, model: str = "") -> dict:
+             work_dir: str | Path | None = None, model: str = "", pack_weights: str = "auto") -> dict:
     """Generate, build for the Cortex-M7, run on the emulator, compare with IntModel.run: one dict
     with the bench-mcu JSON keys (instructions, per layer, flash, RAM, stack, bit_exact, est_ms)."""
     import tempfile
@@ -380,7 +382,7 @@ def bench_m7(im, kernels: str = "fast", loop_order: str = "input", opt: str = "O
     x = default_inputs(im) if inputs is None else np.asarray(inputs, np.int8)
     with tempfile.TemporaryDirectory(prefix="tkws_m7_") as tmp:
         proj = Path(work_dir) if work_dir else Path(tmp) / "project"
-        layers = generate_project(im, proj, kernels, loop_order, cmsis_dir, overwrite=True)
+        layers = generate_project(im, proj, kernels, loop_order, cmsis_dir, overwrite=True, pack_weights=pack_weights)
         elf = build_m7(proj, opt=opt, dsp=dsp)
         r = run_m7(elf, x)
     ref = im.run(x).reshape(len(x), -1)

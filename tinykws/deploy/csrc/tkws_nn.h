@@ -111,6 +111,23 @@ void tkws_fc_s8_ref_wo(TKWS_FC_ARGS);       /* scratch: out_n int32 */
 void tkws_fc_s8_fast(TKWS_FC_ARGS);         /* bias folded; scratch: in_n int16 */
 void tkws_fc_s8_fast_wo(TKWS_FC_ARGS);      /* bias folded; scratch: out_n int32 */
 
+/* ---- sub-byte packed weights (4 or 2 bits per weight, layout in tkws_subbyte.h; kernels.py
+   pack_s4 / pack_s2); the _fast ones fold the input offset into the bias */
+void tkws_conv_s4_ref(TKWS_CONV_ARGS);      /* any conv, pointwise included */
+void tkws_conv_s2_ref(TKWS_CONV_ARGS);
+void tkws_conv_s4_fast(TKWS_CONV_ARGS);     /* im2col; scratch: 4 windows of int8 + 4 columns of int16 */
+void tkws_conv_s2_fast(TKWS_CONV_ARGS);
+void tkws_pw_s4_fast(TKWS_CONV_ARGS);       /* 1x1, no padding; scratch: 4 pixels of int16 */
+void tkws_pw_s2_fast(TKWS_CONV_ARGS);
+void tkws_dw_s4_ref(TKWS_CONV_ARGS);        /* any depth multiplier */
+void tkws_dw_s2_ref(TKWS_CONV_ARGS);
+void tkws_dw_s4_fast(TKWS_CONV_ARGS);       /* depth multiplier 1; scratch: the weights unpacked (tkws_dw_s8_fast's layout) */
+void tkws_dw_s2_fast(TKWS_CONV_ARGS);
+void tkws_fc_s4_ref(TKWS_FC_ARGS);
+void tkws_fc_s2_ref(TKWS_FC_ARGS);
+void tkws_fc_s4_fast(TKWS_FC_ARGS);         /* scratch: in_n int16 */
+void tkws_fc_s2_fast(TKWS_FC_ARGS);
+
 /* ---- pooling */
 void tkws_avgpool_s8_ref(const tkws_pool_params *p, const int8_t *in, int8_t *out, void *scratch);
 void tkws_avgpool_s8_fast(const tkws_pool_params *p, const int8_t *in, int8_t *out, void *scratch);

@@ -65,24 +65,34 @@ def _emitters() -> dict:
             "maxpool": pool.build, "add": add.build, "softmax": softmax.build, "reshape": reshape.build}
 
 
-def build_layers(im, kernels: str = "fast", loop_order: str = "input", sparse: str = "off") -> list[Layer]:
+def build_layers(im, kernels: str = "fast", loop_order: str = "input", sparse: str = "off",
+                 pack_weights: str = "off") -> list[Layer]:
     """Every op of `im` as a Layer; an op the generator cannot emit is a one-line error naming it.
-    sparse: off | auto | on, the sparse pointwise kernels (tinykws.deploy.kernels.select)."""
+    sparse: off | auto | on, the sparse pointwise kernels (tinykws.deploy.kernels.select).
+    pack_weights: off | auto, conv, depthwise and fc layers whose weights fit 4 or 2 bits get
+    packed-weight kernels (tinykws.deploy.kernels.packed_choice)."""
     if kernels not in ("ref", "fast"):
         raise DeployError(f"kernels {kernels!r}: the tinykws back end has ref and fast (CMSIS-NN: tinykws.deploy.cmsis)")
     if loop_order not in ("input", "weight"):
         raise DeployError(f"loop order {loop_order!r}: use input or weight")
     if sparse not in ("off", "auto", "on"):
         raise DeployError(f"sparse {sparse!r}: use off, auto or on")
+    if pack_weights not in ("off", "auto"):
+        raise DeployError(f"pack_weights {pack_weights!r}: use off or auto")
     emit = _emitters()
     for k, op in enumerate(im.ops):  # every op checked before any work
         if op.kind not in emit:
             name = im.tensors[op.output].name.split(";")[0]
             raise DeployError(f"op {op.kind!r} (layer {k}, {name!r}) cannot be emitted as C: the generator "
                               f"handles {', '.join(sorted(emit))}")
-    return [emit[op.kind](im, k, op, kernels, loop_order, **({"sparse": sparse} if op.kind == "conv" and sparse != "off"
-                                                              else {}))
-            for k, op in enumerate(im.ops)]
+
+    def extra(kind):
+        kw = {"sparse": sparse} if kind == "conv" and sparse != "off" else {}
+        if kind in ("conv", "depthwise", "fc") and pack_weights != "off":
+            kw["pack_weights"] = pack_weights
+        return kw
+
+    return [emit[op.kind](im, k, op, kernels, loop_order, **extra(op.kind)) for k, op in enumerate(im.ops)]
 
 
 def layer_variants(im, kernels: str = "fast", loop_order: str = "input") -> dict[int, Layer]:

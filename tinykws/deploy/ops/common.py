@@ -77,3 +77,20 @@ def finish(layer: Layer, variant, params: dict, struct: str, args: list[str]) ->
     if KL.supports_in_place(variant, params):  # over its first input
         layer.in_place_inputs = tuple(layer.inputs[:1])
     return layer
+
+
+def packed(layer: Layer, kind: str, params: dict, im, op, kernels: str, loop_order: str, pack_weights: str, variant):
+    """The packed-weight variant for a conv/depthwise/fc layer whose weights fit 4 or 2 bits (note set to why),
+    else `variant`; layers with int8-range weights keep theirs and get no note."""
+    if pack_weights == "off":
+        return variant
+    KL, T = kernel_lib(), im.tensors
+    w = T[op.inputs[1]].data
+    b = T[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    name, why = KL.packed_choice(kind, params, w, b, kernels, loop_order, pack_weights)
+    if name is not None:
+        layer.note = f"{name}: {why}"
+        return KL.VARIANTS[name]
+    if KL.weight_bits(w) < 8:
+        layer.note = f"{variant.name}: {why}"
+    return variant

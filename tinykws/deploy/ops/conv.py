@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import CArray
-from .common import base_layer, clamp, finish, hwc, kernel_lib, requant_arrays, select
+from .common import base_layer, clamp, finish, hwc, kernel_lib, packed, requant_arrays, select
 
 
 def conv_params(im, op) -> dict:
@@ -33,7 +33,7 @@ def weights_and_bias(im, op, variant, params, n_out) -> dict[str, CArray]:
             "bias": CArray("int32_t", b, "bias" + (" with the input offset folded in" if variant.folds_input_offset else ""))}
 
 
-def build(im, k, op, kernels, loop_order, sparse="off"):
+def build(im, k, op, kernels, loop_order, sparse="off", pack_weights="off"):
     layer = base_layer(im, k, op)
     p = conv_params(im, op)
     layer.macs = p["out_h"] * p["out_w"] * p["out_c"] * p["k_h"] * p["k_w"] * p["in_c"]
@@ -43,5 +43,7 @@ def build(im, k, op, kernels, loop_order, sparse="off"):
         layer.note = f"{v.name}: {KL.sparse_choice(p, w, loop_order, sparse)[1]}"
     else:
         v = select("conv", p, kernels, loop_order)
+    if v.name.startswith(("tkws_conv_s8", "tkws_pw_s8_fast")):  # dense int8: 4- or 2-bit packed where they fit
+        v = packed(layer, "conv", p, im, op, kernels, loop_order, pack_weights, v)
     layer.arrays = {**weights_and_bias(im, op, v, p, p["out_c"]), **requant_arrays(im, op, p["out_c"], v, p)}
     return finish(layer, v, p, "tkws_conv_params", ["params", "in", "w", "bias", "mult", "shift", "out", "scratch"])
