@@ -93,8 +93,11 @@ def supports_in_place(variant: KernelVariant, params: dict) -> bool:
 
     The fast pointwise kernels widen both pixels of a pass into scratch before writing them, so
     with stride 1, out_c <= in_c and whole groups of 4 input channels (no raw tail reads) the
-    outputs of pixels k, k+1 end before pixel k+2's input begins."""
-    if variant.name in ("tkws_pw_s8_fast", "tkws_pw_s8_fast_wide"):
+    outputs of pixels k, k+1 end before pixel k+2's input begins (the wide kernel widens the tails
+    too, so any in_c)."""
+    if variant.name == "tkws_pw_s8_fast_wide":
+        return params.get("stride_h") == params.get("stride_w") == 1 and params["out_c"] <= params["in_c"]
+    if variant.name == "tkws_pw_s8_fast":
         return (params.get("stride_h") == params.get("stride_w") == 1 and params["out_c"] <= params["in_c"]
                 and params["in_c"] % 4 == 0)
     return bool(variant.in_place)
@@ -136,15 +139,19 @@ def pair_order(n: int) -> np.ndarray:
 
 
 def pack_wide(w, params):
-    """tkws_pw_s8_fast_wide, tkws_conv_s8_fast: weights [out_c][k] (k = k_h*k_w*in_c) as int16 pairs
-    in the widened row's order, 2 output channels' pairs one after another: [out_c/2][k/2][2][2]."""
+    """tkws_pw_s8_fast_wide, tkws_conv_s8_fast_wide: weights [out_c][k] (k = k_h*k_w*in_c) as int16
+    pairs in the widened row's order (an odd k padded with a zero), 2 output channels' pairs one
+    after another: [out_c // 2][(k + 1) // 2][2][2], then an odd last channel's pairs [(k + 1) // 2][2]."""
     w = np.asarray(w, np.int16)
     oc = w.shape[0]
     w = w.reshape(oc, -1)
     k = w.shape[1]
     w = w[:, pair_order(k)]
-    return np.ascontiguousarray(w.reshape(oc // 2, 2, k // 2, 2).transpose(0, 2, 1, 3)).reshape(-1), "int16_t"
-
+    if k % 2:
+        w = np.concatenate([w, np.zeros((oc, 1), np.int16)], axis=1)
+    k2, oc2 = w.shape[1], oc & ~1
+    pairs = w[:oc2].reshape(oc2 // 2, 2, k2 // 2, 2).transpose(0, 2, 1, 3).reshape(-1)
+    return np.ascontiguousarray(np.concatenate([pairs, w[oc2:].reshape(-1)])), "int16_t"
 
 
 def pack_conv_fast(w, params):
@@ -161,19 +168,22 @@ def pack_conv_fast(w, params):
 
 
 def dw_packed(params) -> bool:
-    """tkws_dw_s8_fast's 3x3 path (C multiple of 4) reads its weights packed (pack_dw_fast)."""
-    return params["k_h"] == 3 and params["k_w"] == 3 and params["out_c"] % 4 == 0
+    """tkws_dw_s8_fast's 3x3 path (any C) reads its weights packed (pack_dw_fast)."""
+    return params["k_h"] == 3 and params["k_w"] == 3
 
 
 def pack_dw_fast(w, params):
     """tkws_dw_s8_fast: 3x3 weights [1][3][3][C] widened to int16 as [C/4][9 taps][c0, c2, c1, c3]
-    (2x the flash of int8; the SXTB16 halves, one LDRD per tap); other shapes as stored (int8)."""
+    (2x the flash of int8; the SXTB16 halves, one LDRD per tap), then the C % 4 last channels as
+    [9 taps][C % 4]; other shapes as stored (int8)."""
     w = np.asarray(w, np.int8)
     if not dw_packed(params):
         return np.ascontiguousarray(w).reshape(-1), "int8_t"
     c = w.shape[-1]
-    g = w.reshape(9, c // 4, 4).transpose(1, 0, 2)[:, :, [0, 2, 1, 3]]
-    return np.ascontiguousarray(g, np.int16).reshape(-1), "int16_t"
+    c4 = c & ~3
+    taps = w.reshape(9, c)
+    g = taps[:, :c4].reshape(9, c4 // 4, 4).transpose(1, 0, 2)[:, :, [0, 2, 1, 3]]
+    return np.concatenate([g.reshape(-1), taps[:, c4:].reshape(-1)]).astype(np.int16), "int16_t"
 
 
 # ---------------------------------------------------------------------------- sparse weight formats
@@ -252,9 +262,9 @@ def _cols2_i16(p):  # two int16 columns of k (rounded up to even), one int8 colu
     return 2 * 2 * ((k + 1) & ~1) + _round4(k)
 
 
-def _windows2(p):  # two int8 windows of k, then two interleaved int16 columns of k
+def _windows2(p):  # two int8 windows of k (each rounded up to 4), then two interleaved int16 columns of k (even)
     k = p["k_h"] * p["k_w"] * p["in_c"]
-    return 2 * k + 2 * 2 * k
+    return 2 * _round4(k) + 2 * 2 * ((k + 1) & ~1)
 
 
 def _pw_pixels(p):
@@ -391,11 +401,10 @@ def select(op_kind: str, params: dict, kernels: str = "ref", loop_order: str = "
             return VARIANTS["tkws_conv_s8_ref_wo" if wo else "tkws_conv_s8_ref"]
         if wo:
             return VARIANTS["tkws_conv_s8_fast_wo"]
-        wide = pointwise == "wide" and params["out_c"] % 2 == 0
+        wide = pointwise == "wide"  # any channel counts: SIMD main body, cheap tails (tkws_gemm.h)
         if is_pointwise(params):
-            return VARIANTS["tkws_pw_s8_fast_wide" if wide and params["in_c"] % 4 == 0 else "tkws_pw_s8_fast"]
-        k = params["k_h"] * params["k_w"] * params["in_c"]
-        return VARIANTS["tkws_conv_s8_fast_wide" if wide and k % 4 == 0 else "tkws_conv_s8_fast"]
+            return VARIANTS["tkws_pw_s8_fast_wide" if wide else "tkws_pw_s8_fast"]
+        return VARIANTS["tkws_conv_s8_fast_wide" if wide else "tkws_conv_s8_fast"]
     if op_kind == "depthwise":
         if wo:
             return VARIANTS["tkws_dw_s8_ref_wo"]

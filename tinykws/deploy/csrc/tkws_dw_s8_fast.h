@@ -29,11 +29,12 @@
         (op)[c + 3] = tkws_rq_out(a3, mult[c + 3], shift + 2 * (c) + 6, mode, out_off, amin, amax); \
     } while (0)
 
-/* 3x3, depth multiplier 1, C a multiple of 4: the weights widened to int16 by kernels.py as
+/* 3x3, depth multiplier 1, any C: the weights widened to int16 by kernels.py as
    [C/4][9 taps][(c0, c2), (c1, c3)], so a tap's two weight words come in one LDRD at a constant
    offset; inputs through one pointer at ky * row + kx * C (immediate offsets where the generator
-   instantiates the body with constant shapes). DW3_TAP(ky, kx, inside): outside the input the tap
-   reads the zero-point word. */
+   instantiates the body with constant shapes). The C % 4 last channels (weights [9 taps][C % 4]
+   int16 after the groups) run one MAC per tap each (load, load, MLA). DW3_TAP(ky, kx, inside):
+   outside the input the tap reads the zero-point word. */
 #define DW3_TAP(ky, kx, inside)                                                                    \
     do {                                                                                           \
         const int32_t xv_ = (inside) ? tkws_read32(ip + (ky) * row + (kx) * C) : zp4;              \
@@ -60,13 +61,15 @@
 TKWS_INLINE void tkws_dw3x3_s8_fast_body(const tkws_conv_params *p, const int8_t *in, const int16_t *wt, const int32_t *bias,
                             const int32_t *mult, const int32_t *shift, int8_t *out, const int mode)
 {
-    const int32_t C = p->out_c, row = p->in_w * C;
+    const int32_t C = p->out_c, C4 = C & ~3, row = p->in_w * C;
     const int32_t zp4 = (int32_t)((uint32_t)(uint8_t)(-p->in_offset) * 0x01010101u);
+    const int16_t *wt_tail = wt + 9 * C4; /* the C % 4 last channels: [9 taps][T] */
+    const int32_t T = C - C4;
     const int32_t out_off = p->out_offset, amin = p->act_min, amax = p->act_max;  /* out may alias *p */
     const int32_t in_h = p->in_h, in_w = p->in_w, out_h = p->out_h, out_w = p->out_w;
     const int32_t sh = p->stride_h, sw = p->stride_w, pt = p->pad_top, pl = p->pad_left;
-    int32_t zrow[C / 4]; /* C bytes of the input zero point (C % 4 == 0) */
-    for (int32_t i = 0; i < C / 4; i++)
+    int32_t zrow[(C + 3) / 4]; /* C bytes (rounded up to 4) of the input zero point */
+    for (int32_t i = 0; i < (C + 3) / 4; i++)
         zrow[i] = zp4;
     for (int32_t oy = 0; oy < out_h; oy++) {
         const int32_t y0 = oy * sh - pt;
@@ -78,10 +81,20 @@ TKWS_INLINE void tkws_dw3x3_s8_fast_body(const tkws_conv_params *p, const int8_t
             const int8_t *ip = in + y0 * row + x0 * C;
             const int16_t *wp = wt;
             if (ky0 == 0 && ky1 == 3 && kx0 == 0 && kx1 == 3) {
-                for (int32_t c = 0; c < C; c += 4, ip += 4, wp += 36) {
+                const int8_t *ip0 = ip;
+                for (int32_t c = 0; c < C4; c += 4, ip += 4, wp += 36) {
                     int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
                     DW3_ALL(DW3_IN);
                     DW_OUT4(op, c);
+                }
+                for (int32_t c = C4; c < C; c++) {
+                    const int8_t *ic = ip0 + c;
+                    const int16_t *wc = wt_tail + (c - C4);
+                    int32_t a = bias[c];
+                    a += ic[0] * wc[0] + ic[C] * wc[T] + ic[2 * C] * wc[2 * T];
+                    a += ic[row] * wc[3 * T] + ic[row + C] * wc[4 * T] + ic[row + 2 * C] * wc[5 * T];
+                    a += ic[2 * row] * wc[6 * T] + ic[2 * row + C] * wc[7 * T] + ic[2 * row + 2 * C] * wc[8 * T];
+                    op[c] = tkws_rq_out(a, mult[c], shift + 2 * c, mode, out_off, amin, amax);
                 }
             } else {
                 /* at the border each tap gets its own pointer, set once per pixel: into the input,
@@ -91,12 +104,19 @@ TKWS_INLINE void tkws_dw3x3_s8_fast_body(const tkws_conv_params *p, const int8_t
                     const int32_t ky = t / 3, kx = t - 3 * (t / 3);
                     tp[t] = ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1 ? ip + ky * row + kx * C : (const int8_t *)zrow;
                 }
-                for (int32_t c = 0; c < C; c += 4, wp += 36) {
+                for (int32_t c = 0; c < C4; c += 4, wp += 36) {
                     int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
                     DW3_PTAP(0); DW3_PTAP(1); DW3_PTAP(2);
                     DW3_PTAP(3); DW3_PTAP(4); DW3_PTAP(5);
                     DW3_PTAP(6); DW3_PTAP(7); DW3_PTAP(8);
                     DW_OUT4(op, c);
+                }
+                for (int32_t c = C4; c < C; c++) {
+                    const int16_t *wc = wt_tail + (c - C4);
+                    int32_t a = bias[c];
+                    for (int32_t t = 0; t < 9; t++)
+                        a += tp[t][c] * wc[t * T];
+                    op[c] = tkws_rq_out(a, mult[c], shift + 2 * c, mode, out_off, amin, amax);
                 }
             }
         }
@@ -169,7 +189,7 @@ TKWS_INLINE void tkws_dw_s8_fast_any_body(TKWS_CONV_ARGS, const int mode)
 /* the fast depthwise: the 3x3 path where kernels.py dw_packed() packs the weights, else any shape */
 TKWS_INLINE void tkws_dw_s8_fast_body(TKWS_CONV_ARGS, const int mode)
 {
-    if (p->k_h == 3 && p->k_w == 3 && (p->out_c & 3) == 0)
+    if (p->k_h == 3 && p->k_w == 3)
         tkws_dw3x3_s8_fast_body(p, in, (const int16_t *)w, bias, mult, shift, out, mode);
     else
         tkws_dw_s8_fast_any_body(p, in, w, bias, mult, shift, out, scratch, mode);
