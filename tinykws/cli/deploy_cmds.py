@@ -11,6 +11,7 @@ from .options import calib_clips_option, config_option, Json, Overwrite, emit_js
 
 KERNELS = ("ref", "fast", "cmsis-nn")
 LOOP_ORDERS = ("input", "weight")
+SPARSE = ("off", "auto", "on")
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +26,10 @@ def register(app: typer.Typer) -> None:
         loop_order: str = typer.Option("input", help="input (for each output, sum its window) | weight "
                                                      "(for each weight, accumulate into the outputs it touches)"),
         cmsis_nn: Optional[Path] = typer.Option(None, "--cmsis-nn", help="CMSIS-NN source folder (--kernels cmsis-nn)"),
+        sparse: str = typer.Option("off", help="off (dense kernels) | auto (a pointwise layer gets a sparse kernel, "
+                                               "zero-skip or 1x4 / 1x8 block-sparse SIMD, past its measured "
+                                               "break-even) | on (the cheapest sparse kernel that fits); "
+                                               "--kernels fast; the choice is printed per layer"),
         specialize: bool = typer.Option(True, help="fast kernels: one instance per layer with its shapes as "
                                                    "compile-time constants (--no-specialize: the generic functions)"),
         data: Optional[Path] = typer.Option(None, help="calibration data for PTQ int8 of a float model "
@@ -61,6 +66,11 @@ def register(app: typer.Typer) -> None:
             raise DeployError(f"--loop-order {loop_order!r}: use {' | '.join(LOOP_ORDERS)}")
         if kernels == "cmsis-nn" and cmsis_nn is None:
             raise DeployError("--kernels cmsis-nn needs --cmsis-nn DIR (a CMSIS-NN source folder)")
+        if sparse not in SPARSE:
+            raise DeployError(f"--sparse {sparse!r}: use {' | '.join(SPARSE)}")
+        if sparse != "off" and kernels != "fast":
+            raise DeployError(f"--sparse {sparse} takes --kernels fast (the sparse kernels are fast variants), "
+                              f"not {kernels}")
         log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False, markup=False))
         scfg = StreamCConfig(hop_ms, window_ms, threshold, suppression_ms, min_count) if stream else None
         if stream and kernels == "cmsis-nn":
@@ -78,11 +88,18 @@ def register(app: typer.Typer) -> None:
 
             gen = generate_cmsis(im, out, cmsis_dir=cmsis_nn, overwrite=overwrite)
         else:
-            gen = generate(im, out, kernels=kernels, loop_order=loop_order, overwrite=overwrite, specialize=specialize)
+            gen = generate(im, out, kernels=kernels, loop_order=loop_order, overwrite=overwrite, specialize=specialize,
+                           sparse=sparse)
         info = {"out": str(out), "kernels": kernels, "loop_order": loop_order if kernels != "cmsis-nn" else None,
+                "sparse": sparse if kernels != "cmsis-nn" else None,
                 "layers": len(gen.layers), "macs": int(sum(l["macs"] for l in gen.layers)),
                 "arena_bytes": gen.plan.arena_bytes, "plan": gen.plan.to_dict()}
         log(gen.plan.table())
+        if sparse != "off":
+            info["kernel_choices"] = [{"layer": l.get("name"), "kernel": l["kernel"], "why": l["kernel_choice"]}
+                                      for l in gen.layers if "kernel_choice" in l]
+            for c in info["kernel_choices"]:
+                log(f"sparse {sparse}, {c['layer']}: {c['why']}")
         if check > 0:
             rng = np.random.default_rng(0)
             x = rng.integers(-128, 128, size=(check, *im.tensors[im.input].shape[1:]), dtype=np.int8)

@@ -212,11 +212,11 @@ def pack_sparse(w, params):
     return _words(start, ent), "int32_t"
 
 
-def block_mask(w) -> np.ndarray:
-    """[out_c][in_c / 4]: whether each 1x4 block along the input channels has a nonzero weight."""
+def block_mask(w, block: int = 4) -> np.ndarray:
+    """[out_c][in_c / block]: whether each 1 x block run along the input channels has a nonzero weight."""
     w = np.asarray(w, np.int8)
     oc = w.shape[0]
-    return np.any(w.reshape(oc, -1, 4) != 0, axis=2)
+    return np.any(w.reshape(oc, -1, block) != 0, axis=2)
 
 
 def pack_block4(w, params):
@@ -233,18 +233,32 @@ def pack_block4(w, params):
     return _words(start, blocks.reshape(-1), (groups * 8).astype("<u2")), "int32_t"
 
 
+def pack_block8(w, params):
+    """tkws_pw_s8_block8: int32 start[out_c + 1], two words per kept 1x8 block (its 8 int8 weights
+    as stored), one uint16 per kept block: its word offset 16 * block in the widened pixels."""
+    w = np.asarray(w, np.int8)
+    oc = w.shape[0]
+    w = w.reshape(oc, -1)
+    if w.shape[1] % 8:
+        raise KernelError(f"1x8 block-sparse kernels need in_c a multiple of 8, got {w.shape[1]}")
+    rows, blocks = np.nonzero(block_mask(w, 8))
+    start = np.searchsorted(rows, np.arange(oc + 1)).astype(np.int32)
+    kept = w.reshape(oc, -1, 8)[rows, blocks]  # (nb, 8) int8, bytes as stored
+    return _words(start, kept.reshape(-1), (blocks * 16).astype("<u2")), "int32_t"
+
+
 def sparsity(w) -> float:
     """The fraction of zero weights."""
     w = np.asarray(w)
     return float(np.mean(w == 0)) if w.size else 0.0
 
 
-def block_sparsity(w) -> float:
-    """The fraction of 1x4 blocks along the input channels that are all zero (0 where in_c % 4 != 0)."""
+def block_sparsity(w, block: int = 4) -> float:
+    """The fraction of 1 x block runs along the input channels that are all zero (0 where in_c % block != 0)."""
     w = np.asarray(w)
-    if w.size == 0 or w.reshape(w.shape[0], -1).shape[1] % 4:
+    if w.size == 0 or w.reshape(w.shape[0], -1).shape[1] % block:
         return 0.0
-    return float(1.0 - np.mean(block_mask(w)))
+    return float(1.0 - np.mean(block_mask(w, block)))
 
 
 # ---------------------------------------------------------------------------- scratch sizes
@@ -312,6 +326,8 @@ VARIANTS: dict[str, KernelVariant] = {v.name: v for v in [
        weight_ctype="int32_t", fast_requant=True, body="tkws_pw_s8_sparse_wo_body", body_header="tkws_pw_s8_sparse.h"),
     _v("tkws_pw_s8_block4", "conv", "input", folds_input_offset=True, scratch=_pw_pixels4, packer=pack_block4,
        weight_ctype="int32_t", fast_requant=True, body="tkws_pw_s8_block4_body", body_header="tkws_pw_s8_sparse.h"),
+    _v("tkws_pw_s8_block8", "conv", "input", folds_input_offset=True, scratch=_pw_pixels4, packer=pack_block8,
+       weight_ctype="int32_t", fast_requant=True, body="tkws_pw_s8_block8_body", body_header="tkws_pw_s8_sparse.h"),
     _v("tkws_dw_s8_ref", "depthwise", "input"),
     _v("tkws_dw_s8_ref_wo", "depthwise", "weight", scratch=_plane_i32),
     _v("tkws_dw_s8_fast", "depthwise", "input", folds_input_offset=True, packer=pack_dw_fast, fast_requant=True,
@@ -336,10 +352,12 @@ def is_pointwise(p: dict) -> bool:
 # Break-even sparsities of the sparse pointwise kernels against the dense fast (wide) one, measured
 # on the emulated Cortex-M7 for a 25x5x64 -> 64 layer (benchmarks/bench_sparse_kernels.py,
 # docs/sparse_kernels.md): zero-skip (fraction of zero weights), block-sparse 1x4 (fraction of
-# zero blocks). Above its break-even a kernel's cost is taken as proportional to what it keeps.
+# zero blocks), block-sparse 1x8 (fraction of zero 1x8 blocks). Above its break-even a kernel's cost
+# is taken as proportional to what it keeps.
 ZS_BREAK_EVEN = 0.79  # measured 78.8%
 ZS_WO_BREAK_EVEN = 0.92  # weight order, against the same dense SIMD kernel: measured 91.8%
 B4_BREAK_EVEN = 0.39  # measured 38.6%
+B8_BREAK_EVEN = 0.30  # measured
 SPARSE = ("off", "auto", "on")
 
 
@@ -351,9 +369,10 @@ def sparse_choice(params: dict, w, loop_order: str = "input", sparse: str = "aut
         return None, "sparse kernels off"
     if not is_pointwise(params):
         return None, "not a pointwise layer"
-    s, sb = sparsity(w), block_sparsity(w)
+    s, sb, sb8 = sparsity(w), block_sparsity(w), block_sparsity(w, 8)
     ok_zs = params["in_c"] <= SPARSE_MAX_IN_C
     ok_b4 = params["in_c"] % 4 == 0 and loop_order == "input"
+    ok_b8 = params["in_c"] % 8 == 0 and loop_order == "input"
     costs = {}  # relative to the dense kernel (1.0)
     if ok_zs:
         if loop_order == "weight":
@@ -362,12 +381,15 @@ def sparse_choice(params: dict, w, loop_order: str = "input", sparse: str = "aut
             costs["tkws_pw_s8_sparse"] = (1 - s) / (1 - ZS_BREAK_EVEN)
     if ok_b4:
         costs["tkws_pw_s8_block4"] = (1 - sb) / (1 - B4_BREAK_EVEN)
+    if ok_b8:
+        costs["tkws_pw_s8_block8"] = (1 - sb8) / (1 - B8_BREAK_EVEN)
     if not costs:
         return None, "no sparse kernel for this shape"
     best = min(costs, key=costs.get)
-    why = f"sparsity {s:.0%}, 1x4 block sparsity {sb:.0%}"
+    why = f"sparsity {s:.0%}, 1x4 block sparsity {sb:.0%}, 1x8 block sparsity {sb8:.0%}"
     if sparse == "auto" and costs[best] >= 1.0:
-        return None, why + f": below the break-even ({ZS_BREAK_EVEN:.0%} zero-skip, {B4_BREAK_EVEN:.0%} 1x4 blocks)"
+        return None, why + (f": below the break-even ({ZS_BREAK_EVEN:.0%} zero-skip, {B4_BREAK_EVEN:.0%} 1x4 blocks, "
+                            f"{B8_BREAK_EVEN:.0%} 1x8 blocks)")
     return best, why
 
 
