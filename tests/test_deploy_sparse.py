@@ -127,6 +127,10 @@ def test_sparse_selection():
     assert KL.select("conv", pw, kernels="fast", sparse="auto", w=w0).name == dense
     assert KL.select("conv", pw, kernels="fast", sparse="auto", w=w90).name == "tkws_pw_s8_sparse"
     assert KL.select("conv", pw, kernels="fast", sparse="auto", w=b75).name == "tkws_pw_s8_block4"
+    b8 = sparse_weights(rng, 64, 64, 0.75, blocks=8)  # 75% of the 1x8 blocks (so of the 1x4 ones) zero
+    assert KL.select("conv", pw, kernels="fast", sparse="auto", w=b8).name == "tkws_pw_s8_block8"
+    assert KL.select("conv", {**pw, "in_c": 44}, kernels="fast", sparse="on",
+                     w=sparse_weights(rng, 64, 44, 0.75, blocks=4)).name == "tkws_pw_s8_block4"  # 44 % 8 != 0
     assert KL.select("conv", pw, kernels="fast", sparse="on", w=w0).name in SPARSE_VARIANTS
     assert KL.select("conv", pw, kernels="fast", loop_order="weight", sparse="on", w=w90).name == "tkws_pw_s8_sparse_wo"
     assert KL.select("conv", pw, kernels="ref", sparse="on", w=w90).name == "tkws_conv_s8_ref"
@@ -235,11 +239,13 @@ def test_cli_deploy_sparse_option(tmp_path):
     d = last_json(r)
     assert d["sparse"] == "auto" and d["bit_exact"] is True
     kinds = [c["kernel"] for c in d["kernel_choices"]]
-    assert kinds == ["tkws_pw_s8_sparse", "tkws_pw_s8_block8", "tkws_pw_s8_fast_wide", "tkws_pw_s8_fast_wide"], kinds
-    assert all("sparsity" in c["why"] for c in d["kernel_choices"])
+    assert kinds == ["tkws_conv_s8_fast_wide", "tkws_pw_s8_sparse", "tkws_pw_s8_block8", "tkws_pw_s8_fast_wide",
+                     "tkws_pw_s8_fast_wide"], kinds  # the first conv: not a pointwise layer
+    assert "not a pointwise layer" in d["kernel_choices"][0]["why"]
+    assert all("sparsity" in c["why"] for c in d["kernel_choices"][1:])
     r = _deploy(tfl, "--out", tmp_path / "on", "--sparse", "on", "--check", "0")
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("sparse on, ")]
-    assert len(lines) == 4 and not any("fast_wide" in ln for ln in lines), r.stderr
+    assert len(lines) == 5 and not any("fast_wide" in ln for ln in lines[1:]), r.stderr
     d = last_json(_deploy(tfl, "--out", tmp_path / "off", "--check", "0", "--json"))
     assert d["sparse"] == "off" and "kernel_choices" not in d
     for args, msg in ((["--sparse", "maybe"], "--sparse 'maybe'"), (["--sparse", "on", "--kernels", "ref"], "--kernels fast")):
