@@ -174,8 +174,9 @@ def dw_packed(params) -> bool:
 
 def pack_dw_fast(w, params):
     """tkws_dw_s8_fast: 3x3 weights [1][3][3][C] widened to int16 as [C/4][9 taps][c0, c2, c1, c3]
-    (2x the flash of int8; the SXTB16 halves, one LDRD per tap), then the C % 4 last channels as
-    [9 taps][C % 4]; other shapes as stored (int8)."""
+    (2x the flash of int8; the SXTB16 halves, one LDRD per tap), then, where C % 4 != 0, the last 4
+    channels once more as a group (C > 4) or the channels as [9 taps][C] (C < 4); other shapes as
+    stored (int8)."""
     w = np.asarray(w, np.int8)
     if not dw_packed(params):
         return np.ascontiguousarray(w).reshape(-1), "int8_t"
@@ -183,7 +184,11 @@ def pack_dw_fast(w, params):
     c4 = c & ~3
     taps = w.reshape(9, c)
     g = taps[:, :c4].reshape(9, c4 // 4, 4).transpose(1, 0, 2)[:, :, [0, 2, 1, 3]]
-    return np.concatenate([g.reshape(-1), taps[:, c4:].reshape(-1)]).astype(np.int16), "int16_t"
+    if c % 4 and c > 4:  # the last 4 channels again, as one more group (tkws_dw3x3_s8_fast_body)
+        tail = taps[:, c - 4:][:, [0, 2, 1, 3]]
+    else:  # c < 4: [9 taps][c]
+        tail = taps[:, c4:]
+    return np.concatenate([g.reshape(-1), tail.reshape(-1)]).astype(np.int16), "int16_t"
 
 
 # ---------------------------------------------------------------------------- sparse weight formats

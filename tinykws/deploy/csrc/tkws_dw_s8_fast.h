@@ -32,8 +32,10 @@
 /* 3x3, depth multiplier 1, any C: the weights widened to int16 by kernels.py as
    [C/4][9 taps][(c0, c2), (c1, c3)], so a tap's two weight words come in one LDRD at a constant
    offset; inputs through one pointer at ky * row + kx * C (immediate offsets where the generator
-   instantiates the body with constant shapes). The C % 4 last channels (weights [9 taps][C % 4]
-   int16 after the groups) run one MAC per tap each (load, load, MLA). DW3_TAP(ky, kx, inside):
+   instantiates the body with constant shapes). Where C % 4 != 0 and C > 4, the last 4 channels
+   run once more as a group (their weights packed after the others), of which only the C % 4 new
+   outputs are written (the others' accumulations are dead code); with C < 4 the channels run one
+   MAC per tap (weights [9 taps][C] int16). DW3_TAP(ky, kx, inside):
    outside the input the tap reads the zero-point word. */
 #define DW3_TAP(ky, kx, inside)                                                                    \
     do {                                                                                           \
@@ -49,6 +51,16 @@
         DW3_TAP(2, 0, CHK(2, 0)); DW3_TAP(2, 1, CHK(2, 1)); DW3_TAP(2, 2, CHK(2, 2));              \
     } while (0)
 #define DW3_IN(ky, kx) 1
+/* the overlapping last group (channels C-4..C-1 in a0..a3): only its T = C % 4 last channels are new */
+#define DW_OUT_LAST(op)                                                                                   \
+    do {                                                                                                  \
+        if (T > 2)                                                                                        \
+            (op)[c_last + 1] = tkws_rq_out(a1, mult[c_last + 1], shift + 2 * (c_last + 1), mode, out_off, amin, amax); \
+        if (T > 1)                                                                                        \
+            (op)[c_last + 2] = tkws_rq_out(a2, mult[c_last + 2], shift + 2 * (c_last + 2), mode, out_off, amin, amax); \
+        (op)[c_last + 3] = tkws_rq_out(a3, mult[c_last + 3], shift + 2 * (c_last + 3), mode, out_off, amin, amax);     \
+        (void)a0;                                                                                         \
+    } while (0)
 /* tap t through its own pointer tp[t] (the border pixels) */
 #define DW3_PTAP(t)                                          \
     do {                                                     \
@@ -63,8 +75,8 @@ TKWS_INLINE void tkws_dw3x3_s8_fast_body(const tkws_conv_params *p, const int8_t
 {
     const int32_t C = p->out_c, C4 = C & ~3, row = p->in_w * C;
     const int32_t zp4 = (int32_t)((uint32_t)(uint8_t)(-p->in_offset) * 0x01010101u);
-    const int16_t *wt_tail = wt + 9 * C4; /* the C % 4 last channels: [9 taps][T] */
-    const int32_t T = C - C4;
+    const int16_t *wt_tail = wt + 9 * C4; /* C > 4: the last 4 channels' group; C < 4: [9 taps][T] */
+    const int32_t T = C - C4, c_last = C - 4;
     const int32_t out_off = p->out_offset, amin = p->act_min, amax = p->act_max;  /* out may alias *p */
     const int32_t in_h = p->in_h, in_w = p->in_w, out_h = p->out_h, out_w = p->out_w;
     const int32_t sh = p->stride_h, sw = p->stride_w, pt = p->pad_top, pl = p->pad_left;
@@ -87,7 +99,14 @@ TKWS_INLINE void tkws_dw3x3_s8_fast_body(const tkws_conv_params *p, const int8_t
                     DW3_ALL(DW3_IN);
                     DW_OUT4(op, c);
                 }
-                for (int32_t c = C4; c < C; c++) {
+                if (T && C > 4) { /* the last 4 channels again (SIMD), only the T last ones written */
+                    const int32_t c = c_last;
+                    int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+                    ip = ip0 + c;
+                    DW3_ALL(DW3_IN);
+                    DW_OUT_LAST(op);
+                }
+                for (int32_t c = C4; c < (C > 4 ? C4 : C); c++) {
                     const int8_t *ic = ip0 + c;
                     const int16_t *wc = wt_tail + (c - C4);
                     int32_t a = bias[c];
@@ -111,7 +130,15 @@ TKWS_INLINE void tkws_dw3x3_s8_fast_body(const tkws_conv_params *p, const int8_t
                     DW3_PTAP(6); DW3_PTAP(7); DW3_PTAP(8);
                     DW_OUT4(op, c);
                 }
-                for (int32_t c = C4; c < C; c++) {
+                if (T && C > 4) {
+                    const int32_t c = c_last;
+                    int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+                    DW3_PTAP(0); DW3_PTAP(1); DW3_PTAP(2);
+                    DW3_PTAP(3); DW3_PTAP(4); DW3_PTAP(5);
+                    DW3_PTAP(6); DW3_PTAP(7); DW3_PTAP(8);
+                    DW_OUT_LAST(op);
+                }
+                for (int32_t c = C4; c < (C > 4 ? C4 : C); c++) {
                     const int16_t *wc = wt_tail + (c - C4);
                     int32_t a = bias[c];
                     for (int32_t t = 0; t < 9; t++)
