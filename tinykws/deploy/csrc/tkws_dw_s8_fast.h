@@ -51,6 +51,25 @@
         DW3_TAP(2, 0, CHK(2, 0)); DW3_TAP(2, 1, CHK(2, 1)); DW3_TAP(2, 2, CHK(2, 2));              \
     } while (0)
 #define DW3_IN(ky, kx) 1
+#define DW3_NO_LEFT(ky, kx) ((kx) != 0)
+#define DW3_NO_RIGHT(ky, kx) ((kx) != 2)
+/* a pixel whose taps inside the input are known at compile time (CHK): the groups of 4 channels,
+   then (C % 4 != 0, C > 4) the last 4 channels again, only the new outputs written */
+#define DW3_GROUPS(CHK)                                                                            \
+    do {                                                                                           \
+        for (int32_t c = 0; c < C4; c += 4, ip += 4, wp += 36) {                                   \
+            int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];            \
+            DW3_ALL(CHK);                                                                          \
+            DW_OUT4(op, c);                                                                        \
+        }                                                                                          \
+        if (T && C > 4) {                                                                          \
+            const int32_t c = c_last;                                                              \
+            int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];            \
+            ip = ip0 + c;                                                                          \
+            DW3_ALL(CHK);                                                                          \
+            DW_OUT_LAST(op);                                                                       \
+        }                                                                                          \
+    } while (0)
 /* the overlapping last group (channels C-4..C-1 in a0..a3): only its T = C % 4 last channels are new */
 #define DW_OUT_LAST(op)                                                                                   \
     do {                                                                                                  \
@@ -94,18 +113,7 @@ TKWS_INLINE void tkws_dw3x3_s8_fast_body(const tkws_conv_params *p, const int8_t
             const int16_t *wp = wt;
             if (ky0 == 0 && ky1 == 3 && kx0 == 0 && kx1 == 3) {
                 const int8_t *ip0 = ip;
-                for (int32_t c = 0; c < C4; c += 4, ip += 4, wp += 36) {
-                    int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
-                    DW3_ALL(DW3_IN);
-                    DW_OUT4(op, c);
-                }
-                if (T && C > 4) { /* the last 4 channels again (SIMD), only the T last ones written */
-                    const int32_t c = c_last;
-                    int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
-                    ip = ip0 + c;
-                    DW3_ALL(DW3_IN);
-                    DW_OUT_LAST(op);
-                }
+                DW3_GROUPS(DW3_IN);
                 for (int32_t c = C4; c < (C > 4 ? C4 : C); c++) {
                     const int8_t *ic = ip0 + c;
                     const int16_t *wc = wt_tail + (c - C4);
@@ -115,6 +123,12 @@ TKWS_INLINE void tkws_dw3x3_s8_fast_body(const tkws_conv_params *p, const int8_t
                     a += ic[2 * row] * wc[6 * T] + ic[2 * row + C] * wc[7 * T] + ic[2 * row + 2 * C] * wc[8 * T];
                     op[c] = tkws_rq_out(a, mult[c], shift + 2 * c, mode, out_off, amin, amax);
                 }
+            } else if (C >= 4 && ky0 == 0 && ky1 == 3 && kx0 == 1 && kx1 == 3) { /* left column: constant checks */
+                const int8_t *ip0 = ip;
+                DW3_GROUPS(DW3_NO_LEFT);
+            } else if (C >= 4 && ky0 == 0 && ky1 == 3 && kx0 == 0 && kx1 == 2) { /* right column */
+                const int8_t *ip0 = ip;
+                DW3_GROUPS(DW3_NO_RIGHT);
             } else {
                 /* at the border each tap gets its own pointer, set once per pixel: into the input,
                    or (outside it) to a row of the raw zero point, so the channel loop has no checks */
