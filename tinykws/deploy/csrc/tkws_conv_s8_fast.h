@@ -142,7 +142,7 @@ TKWS_INLINE void tkws_conv_s8_fast_wide_body(TKWS_CONV_ARGS, const int mode)
         tkws_widen_two(ta, tb, x, k);
         int8_t *o0 = out + i * oc_n;
         tkws_gemm_wide_2px(x, k, (const int32_t *)w, oc_n, bias, mult, shift, o0, two ? o0 + oc_n : o0, out_off,
-                           amin, amax, mode, 0);
+                           amin, amax, mode);
     }
 }
 

@@ -78,24 +78,6 @@ TKWS_INLINE void tkws_widen_two(const int8_t *a, const int8_t *b, int32_t *x, in
         b1 = tkws_smlad(v_, w1_, b1);          \
     } while (0)
 
-/* GW4_STEP with every load at a constant offset (step s of a fully unrolled loop): no pointer
-   moves between the steps, so gcc does not shuffle the pointers between registers */
-#define GW4_STEP_AT(s, n2)                             \
-    do {                                               \
-        int32_t u_, v_, w0_, w1_;                      \
-        TKWS_LDRD_AT(x, 8 * (s), u_, v_);              \
-        TKWS_LDRD_AT(wp, 4 * (n2) + 8 * (s), w0_, w1_); \
-        c0 = tkws_smlad(u_, w0_, c0);                  \
-        c1 = tkws_smlad(v_, w0_, c1);                  \
-        d0 = tkws_smlad(u_, w1_, d0);                  \
-        d1 = tkws_smlad(v_, w1_, d1);                  \
-        TKWS_LDRD_AT(wp, 8 * (s), w0_, w1_);           \
-        a0 = tkws_smlad(u_, w0_, a0);                  \
-        a1 = tkws_smlad(v_, w0_, a1);                  \
-        b0 = tkws_smlad(u_, w1_, b0);                  \
-        b1 = tkws_smlad(v_, w1_, b1);                  \
-    } while (0)
-
 /* one pair of the column for both pixels against a single channel's weight pair */
 #define GW1_STEP()                         \
     do {                                   \
@@ -108,26 +90,13 @@ TKWS_INLINE void tkws_widen_two(const int8_t *a, const int8_t *b, int32_t *x, in
 
 TKWS_INLINE void tkws_gemm_wide_2px(const int32_t *x, int32_t n, const int32_t *wp, int32_t oc_n, const int32_t *bias,
                                const int32_t *mult, const int32_t *shift, int8_t *o0, int8_t *o1,
-                               int32_t out_off, int32_t amin, int32_t amax, const int mode, const int at)
+                               int32_t out_off, int32_t amin, int32_t amax, const int mode)
 {
     const int32_t n2 = (n + 1) & ~1; /* words per pixel pair block: (n + 1) / 2 pairs x 2 pixels */
     const int32_t *x_end = x + n2, *x_end4 = x + (n2 & ~7), *x_end2 = x + (n2 & ~3);
     int32_t oc = 0;
 #if defined(__GNUC__) && defined(__OPTIMIZE__)
-    if (at && __builtin_constant_p(n) && n2 <= 100) { /* LDRD offsets up to 4 n2 + 8 (n2 / 2 - 1) < 1020 */
-        for (; oc + 4 <= oc_n; oc += 4) {
-            int32_t a0 = bias[oc], b0 = bias[oc + 1], c0 = bias[oc + 2], d0 = bias[oc + 3];
-            int32_t a1 = a0, b1 = b0, c1 = c0, d1 = d0;
-#pragma GCC unroll 50
-            for (int32_t s = 0; s < n2 / 2; s++)
-                GW4_STEP_AT(s, n2);
-            wp += 2 * n2; /* past both pair blocks */
-            PW_OUT2(oc, a0, a1);
-            PW_OUT2(oc + 1, b0, b1);
-            PW_OUT2(oc + 2, c0, c1);
-            PW_OUT2(oc + 3, d0, d1);
-        }
-    } else if (__builtin_constant_p(n) && n2 <= 252) {
+    if (__builtin_constant_p(n) && n2 <= 252) {
         for (; oc + 4 <= oc_n; oc += 4) {
             int32_t a0 = bias[oc], b0 = bias[oc + 1], c0 = bias[oc + 2], d0 = bias[oc + 3];
             int32_t a1 = a0, b1 = b0, c1 = c0, d1 = d0;

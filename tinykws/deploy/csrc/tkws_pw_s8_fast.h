@@ -97,7 +97,7 @@ TKWS_INLINE void tkws_pw_s8_fast_wide_body(TKWS_CONV_ARGS, const int mode)
         tkws_widen_two(tkws_pw_pixel(p, in, k), tkws_pw_pixel(p, in, two ? k + 1 : k), x, n);
         int8_t *o0 = out + k * oc_n;
         tkws_gemm_wide_2px(x, n, (const int32_t *)w, oc_n, bias, mult, shift, o0, two ? o0 + oc_n : o0, out_off, amin,
-                      amax, mode, 1);
+                      amax, mode);
     }
 }
 
