@@ -1,13 +1,13 @@
 """Sparse pointwise kernels against the dense fast ones on the emulated Cortex-M7.
 
 One 25x5x64 -> 64 pointwise layer (the DS-CNN's), weights at each sparsity: elementwise zeros for
-the dense and zero-skip kernels, whole 1x4 blocks along the input channels for the block-sparse
-one (and the zero-skip kernel on those same weights). Every call is a per-layer instance of the
+the dense and zero-skip kernels, whole 1x4 (1x8) blocks along the input channels for the 1x4 (1x8)
+block-sparse one (and the zero-skip kernel on the 1x4 blocks' weights). Every call is a per-layer instance of the
 kernel's inline body with a constant params struct, as the generator emits it (--generic: the
 library's functions), built -O2 with the DSP extension, and checked bit-exact against the integer
 reference. Prints one JSON object (last line): instructions per call, weight bytes, the measured
 break-even sparsities against the dense SIMD kernel (linear interpolation between grid points),
-and the 1x4 block-sparse speed-up at 75%.
+and the 1x4 and 1x8 block-sparse speed-ups at 75%.
 
     python benchmarks/bench_sparse_kernels.py [--markdown]
     python benchmarks/bench_sparse_kernels.py --model 0.75   # a whole DS-CNN, generated dense and sparse="auto"
@@ -43,16 +43,18 @@ RQ = {0: "TKWS_RQ_EXACT", 1: "TKWS_RQ_FAST", 2: "TKWS_RQ_FULL"}
 # (label, variant, weight kind)
 KERNELS = [("dense_simd", "tkws_pw_s8_fast_wide", "element"), ("dense_simd_int8", "tkws_pw_s8_fast", "element"),
            ("zero_skip", "tkws_pw_s8_sparse", "element"), ("zero_skip_wo", "tkws_pw_s8_sparse_wo", "element"),
-           ("block4", "tkws_pw_s8_block4", "block"), ("zero_skip_on_blocks", "tkws_pw_s8_sparse", "block")]
+           ("block4", "tkws_pw_s8_block4", "block"), ("zero_skip_on_blocks", "tkws_pw_s8_sparse", "block"),
+           ("block8", "tkws_pw_s8_block8", "block8")]
 
 
 def weights(rng, s: float, kind: str) -> np.ndarray:
     w = rng.integers(-127, 128, (64, 1, 1, 64)).astype(np.int8)
     w[w == 0] = 1
-    if kind == "block":
-        keep = np.zeros(64 * 16, bool)
+    if kind in ("block", "block8"):
+        b = 8 if kind == "block8" else 4
+        keep = np.zeros(64 * 64 // b, bool)
         keep[rng.permutation(keep.size)[: round(keep.size * (1 - s))]] = True
-        return w * np.repeat(keep.reshape(64, 16), 4, axis=1).reshape(w.shape).astype(np.int8)
+        return w * np.repeat(keep.reshape(64, 64 // b), b, axis=1).reshape(w.shape).astype(np.int8)
     keep = np.zeros(w.size, bool)
     keep[rng.permutation(w.size)[: round(w.size * (1 - s))]] = True
     return w * keep.reshape(w.shape).astype(np.int8)
@@ -165,7 +167,7 @@ def main() -> int:
               pad_left=0, depth_multiplier=1, in_offset=-in_zp, out_offset=out_zp, act_min=-128, act_max=127)
     ins, wbytes, exact = {}, {}, True
     for s in GRID:  # one firmware per sparsity (the outputs of every call fit the SRAM)
-        ws = {kind: weights(rng, s, kind) for kind in ("element", "block")}
+        ws = {kind: weights(rng, s, kind) for kind in ("element", "block", "block8")}
         bias = rng.integers(-5000, 5000, 64).astype(np.int32)
         mult, shift = (np.array(a, np.int32) for a in zip(*[K.quantize_multiplier(float(10 ** rng.uniform(-3.5, -2.5)))
                                                               for _ in range(64)]))
@@ -192,6 +194,7 @@ def main() -> int:
     col = {label: [ins[(s, label)] for s in GRID] for label, _, _ in KERNELS}
     dense = col["dense_simd"]
     b75 = ins[(0.75, "dense_simd")] / ins[(0.75, "block4")]
+    b875 = ins[(0.75, "dense_simd")] / ins[(0.75, "block8")]
     out = {
         "layer": "pointwise 25x5x64 -> 64 (512000 MACs dense)", "target": "emulated Cortex-M7, -O2, DSP",
         "instances": "generic library functions" if args.generic else "per-layer instances (constant shapes)",
@@ -199,9 +202,11 @@ def main() -> int:
         "break_even_vs_dense_simd": {"zero_skip": break_even(GRID, col["zero_skip"], dense),
                                      "zero_skip_wo": break_even(GRID, col["zero_skip_wo"], dense),
                                      "block4": break_even(GRID, col["block4"], dense),
+                                     "block8": break_even(GRID, col["block8"], dense),
                                      "zero_skip_vs_dense_int8": break_even(GRID, col["zero_skip"],
                                                                            col["dense_simd_int8"])},
         "block4_75_speedup_vs_dense_simd": round(b75, 3), "block4_75_reaches_1.5x": b75 >= 1.5,
+        "block8_75_speedup_vs_dense_simd": round(b875, 3),
     }
     if args.markdown:
         print("| sparsity | " + " | ".join(l for l, _, _ in KERNELS) + " |\n|---|" + "---|" * len(KERNELS))

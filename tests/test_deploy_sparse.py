@@ -11,30 +11,33 @@ from test_deploy_kernels import MODES_SEEN, _call_conv, _check_modes, _clamp, _c
 from tinykws.deploy import kernels as KL
 from tinykws.quant import kernels as K
 
-SPARSE_VARIANTS = ["tkws_pw_s8_sparse", "tkws_pw_s8_sparse_wo", "tkws_pw_s8_block4"]
+SPARSE_VARIANTS = ["tkws_pw_s8_sparse", "tkws_pw_s8_sparse_wo", "tkws_pw_s8_block4", "tkws_pw_s8_block8"]
+BLOCK = {"tkws_pw_s8_block4": 4, "tkws_pw_s8_block8": 8}
 SPARSITIES = (0.0, 0.3, 0.5, 0.75, 0.9, 0.95)
 
 
 def sparse_weights(rng, oc, ic, s, blocks=False):
-    """Random int8 weights [oc][1][1][ic] with a fraction s of zeros (whole 1x4 blocks if blocks)."""
+    """Random int8 weights [oc][1][1][ic] with a fraction s of zeros (whole 1x4 blocks if blocks is
+    True or 4, 1x8 blocks if 8)."""
     w = rng.integers(-127, 128, (oc, 1, 1, ic)).astype(np.int8)
     w[w == 0] = 1
     if blocks:
-        keep = rng.random((oc, ic // 4)) >= s
-        w *= np.repeat(keep, 4, axis=1).reshape(oc, 1, 1, ic).astype(np.int8)
+        b = 4 if blocks is True else int(blocks)
+        keep = rng.random((oc, ic // b)) >= s
+        w *= np.repeat(keep, b, axis=1).reshape(oc, 1, 1, ic).astype(np.int8)
     else:
         w *= (rng.random(w.shape) >= s).astype(np.int8)
     return w
 
 
 def _case(rng, name, s):
-    blocks = name == "tkws_pw_s8_block4"
-    ic = int(rng.choice([4, 8, 12, 16, 64] if blocks else [1, 3, 5, 8, 13, 17, 64, 256]))
+    blocks = BLOCK.get(name, 0)
+    ic = int(rng.choice({4: [4, 8, 12, 16, 64], 8: [8, 16, 24, 48, 64]}.get(blocks, [1, 3, 5, 8, 13, 17, 64, 256])))
     oc = int(rng.choice([1, 2, 3, 5, 8, 16]))
     ih, iw = int(rng.integers(1, 8)), int(rng.integers(1, 8))
     stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
     x = rng.integers(-128, 128, (1, ih, iw, ic)).astype(np.int8)
-    w = sparse_weights(rng, oc, ic, s, blocks=blocks or bool(rng.integers(0, 2)) and ic % 4 == 0)
+    w = sparse_weights(rng, oc, ic, s, blocks=blocks or (bool(rng.integers(0, 2)) and ic % 4 == 0))
     extreme = bool(rng.integers(0, 2))
     bias = rng.integers(-(2**24 if extreme else 2**16), 2**24 if extreme else 2**16, oc).astype(np.int32)
     mult, shift = _requant(rng, oc, extreme)
@@ -91,6 +94,11 @@ def test_sparse_formats():
     assert ctype == "int32_t"
     assert zs.nbytes == 4 * 65 + 2 * nnz + (2 * nnz) % 4
     assert b4.nbytes == 4 * 65 + 6 * nb + (2 * nb) % 4
+    w8 = sparse_weights(rng, 64, 64, 0.75, blocks=8)
+    nb8 = int(KL.block_mask(w8, 8).sum())
+    b8, _ = KL.pack_block8(w8, p)
+    assert b8.nbytes == 4 * 65 + 10 * nb8 + (2 * nb8) % 4
+    assert abs(KL.block_sparsity(w8, 8) - 0.75) < 0.1 and KL.block_sparsity(w8) >= KL.block_sparsity(w8, 8)
     start = zs[:65]
     assert start[0] == 0 and start[-1] == nnz and np.all(np.diff(start) == np.count_nonzero(w.reshape(64, -1), 1))
     ent = zs[65:].view(np.uint16)[:nnz]
@@ -99,6 +107,8 @@ def test_sparse_formats():
     assert abs(KL.block_sparsity(w) - 0.75) < 0.05 and KL.sparsity(w) >= KL.block_sparsity(w)
     with pytest.raises(ValueError, match="multiple of 4"):
         KL.pack_block4(np.ones((2, 1, 1, 6), np.int8), p)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        KL.pack_block8(np.ones((2, 1, 1, 12), np.int8), p)
     with pytest.raises(ValueError, match="at most 256"):
         KL.pack_sparse(np.ones((2, 1, 1, 300), np.int8), p)
 
@@ -117,6 +127,10 @@ def test_sparse_selection():
     assert KL.select("conv", pw, kernels="fast", sparse="auto", w=w0).name == dense
     assert KL.select("conv", pw, kernels="fast", sparse="auto", w=w90).name == "tkws_pw_s8_sparse"
     assert KL.select("conv", pw, kernels="fast", sparse="auto", w=b75).name == "tkws_pw_s8_block4"
+    b8 = sparse_weights(rng, 64, 64, 0.75, blocks=8)  # 75% of the 1x8 blocks (so of the 1x4 ones) zero
+    assert KL.select("conv", pw, kernels="fast", sparse="auto", w=b8).name == "tkws_pw_s8_block8"
+    assert KL.select("conv", {**pw, "in_c": 44}, kernels="fast", sparse="on",
+                     w=sparse_weights(rng, 64, 44, 0.75, blocks=4)).name == "tkws_pw_s8_block4"  # 44 % 8 != 0
     assert KL.select("conv", pw, kernels="fast", sparse="on", w=w0).name in SPARSE_VARIANTS
     assert KL.select("conv", pw, kernels="fast", loop_order="weight", sparse="on", w=w90).name == "tkws_pw_s8_sparse_wo"
     assert KL.select("conv", pw, kernels="ref", sparse="on", w=w90).name == "tkws_conv_s8_ref"
@@ -141,7 +155,7 @@ def test_sparse_kernels_on_emulated_m7(tmp_path):
     calls, want = [], []
     for oc, s, stride in ((12, 0.6, (1, 1)), (5, 0.9, (2, 2))):
         for name in SPARSE_VARIANTS:
-            w = sparse_weights(rng, oc, 8, s, blocks=name == "tkws_pw_s8_block4")
+            w = sparse_weights(rng, oc, 8, s, blocks=BLOCK.get(name, 0))
             bias = rng.integers(-3000, 3000, oc).astype(np.int32)
             mult, shift = _requant(rng, oc, bool(rng.integers(0, 2)))
             out_zp = _zp(rng)
@@ -195,3 +209,46 @@ def test_generated_sparse_model_bit_exact(tmp_path, loop_order):
     assert np.array_equal(run_host(tmp_path / "p", x), im.run(x).reshape(len(x), -1))
     dense_gen = generate(im, tmp_path / "d", kernels="fast", loop_order=loop_order)
     assert not any("sparse" in l["kernel"] or "block4" in l["kernel"] for l in dense_gen.layers)
+
+
+@pytest.mark.slow
+def test_cli_deploy_sparse_option(tmp_path):
+    """`tinykws deploy --sparse auto|on|off`: the choice printed per pointwise layer (and in the JSON),
+    the host build still bit-exact; a bad value or a kernel family without sparse kernels is a
+    one-line error (exit 2)."""
+    import torch
+    from test_deploy_codegen import _deploy
+    from cli_helpers import last_json
+
+    from tinykws.models import create_model
+    from tinykws.quant import PTQConfig, quantize_, to_integer
+    from tinykws.quant.tflite import to_tflite_bytes
+
+    torch.manual_seed(0)
+    m = create_model("dscnn_s").eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # pointwise layers: 90% zeros, 75% of 1x8 blocks, dense, dense
+        for i, (s, b) in enumerate([(0.9, 1), (0.75, 8)]):
+            wt = m.blocks[i].pw.conv.weight
+            keep = (torch.rand(wt.shape[0], wt.shape[1] // b, generator=g) >= s).repeat_interleave(b, dim=1)
+            wt.mul_(keep[:, :, None, None].float())
+    quantize_(m, PTQConfig(), calib=torch.randn(16, *m.input_shape))
+    tfl = tmp_path / "m.tflite"
+    tfl.write_bytes(to_tflite_bytes(to_integer(m)))
+    r = _deploy(tfl, "--out", tmp_path / "auto", "--sparse", "auto", "--check", "2", "--json")
+    d = last_json(r)
+    assert d["sparse"] == "auto" and d["bit_exact"] is True
+    kinds = [c["kernel"] for c in d["kernel_choices"]]
+    assert kinds == ["tkws_conv_s8_fast_wide", "tkws_pw_s8_sparse", "tkws_pw_s8_block8", "tkws_pw_s8_fast_wide",
+                     "tkws_pw_s8_fast_wide"], kinds  # the first conv: not a pointwise layer
+    assert "not a pointwise layer" in d["kernel_choices"][0]["why"]
+    assert all("sparsity" in c["why"] for c in d["kernel_choices"][1:])
+    r = _deploy(tfl, "--out", tmp_path / "on", "--sparse", "on", "--check", "0")
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("sparse on, ")]
+    assert len(lines) == 5 and not any("fast_wide" in ln for ln in lines[1:]), r.stderr
+    d = last_json(_deploy(tfl, "--out", tmp_path / "off", "--check", "0", "--json"))
+    assert d["sparse"] == "off" and "kernel_choices" not in d
+    for args, msg in ((["--sparse", "maybe"], "--sparse 'maybe'"), (["--sparse", "on", "--kernels", "ref"], "--kernels fast")):
+        r = _deploy(tfl, "--out", tmp_path / "bad", *args, ok=False)
+        assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "bad").exists()

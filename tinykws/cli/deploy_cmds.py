@@ -12,6 +12,7 @@ from .options import calib_clips_option, config_option, Json, Overwrite, emit_js
 KERNELS = ("ref", "fast", "cmsis-nn")
 LOOP_ORDERS = ("input", "weight")
 PACK_WEIGHTS = ("off", "auto")
+SPARSE = ("off", "auto", "on")
 
 
 def register(app: typer.Typer) -> None:
@@ -28,6 +29,10 @@ def register(app: typer.Typer) -> None:
         cmsis_nn: Optional[Path] = typer.Option(None, "--cmsis-nn", help="CMSIS-NN source folder (--kernels cmsis-nn)"),
         pack_weights: str = typer.Option("auto", help="auto: layers whose weights all fit 4 or 2 signed bits "
                                                       "(QAT at those widths) store them packed | off: int8 weights"),
+        sparse: str = typer.Option("off", help="off (dense kernels) | auto (a pointwise layer gets a sparse kernel, "
+                                               "zero-skip or 1x4 / 1x8 block-sparse SIMD, past its measured "
+                                               "break-even) | on (the cheapest sparse kernel that fits); "
+                                               "--kernels fast; the choice is printed per layer"),
         specialize: bool = typer.Option(True, help="fast kernels: one instance per layer with its shapes as "
                                                    "compile-time constants (--no-specialize: the generic functions)"),
         data: Optional[Path] = typer.Option(None, help="calibration data for PTQ int8 of a float model "
@@ -66,6 +71,11 @@ def register(app: typer.Typer) -> None:
             raise DeployError(f"--pack-weights {pack_weights!r}: use {' | '.join(PACK_WEIGHTS)}")
         if kernels == "cmsis-nn" and cmsis_nn is None:
             raise DeployError("--kernels cmsis-nn needs --cmsis-nn DIR (a CMSIS-NN source folder)")
+        if sparse not in SPARSE:
+            raise DeployError(f"--sparse {sparse!r}: use {' | '.join(SPARSE)}")
+        if sparse != "off" and kernels != "fast":
+            raise DeployError(f"--sparse {sparse} takes --kernels fast (the sparse kernels are fast variants), "
+                              f"not {kernels}")
         log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False, markup=False))
         scfg = StreamCConfig(hop_ms, window_ms, threshold, suppression_ms, min_count) if stream else None
         if stream and kernels == "cmsis-nn":
@@ -84,13 +94,19 @@ def register(app: typer.Typer) -> None:
             gen = generate_cmsis(im, out, cmsis_dir=cmsis_nn, overwrite=overwrite)
         else:
             gen = generate(im, out, kernels=kernels, loop_order=loop_order, overwrite=overwrite, specialize=specialize,
-                           pack_weights=pack_weights)
+                           pack_weights=pack_weights, sparse=sparse)
         info = {"out": str(out), "kernels": kernels, "loop_order": loop_order if kernels != "cmsis-nn" else None,
+                "sparse": sparse if kernels != "cmsis-nn" else None,
                 "layers": len(gen.layers), "macs": int(sum(l["macs"] for l in gen.layers)),
                 "arena_bytes": gen.plan.arena_bytes, "plan": gen.plan.to_dict(),
                 "packed_layers": [l["name"] for l in gen.layers
                                   if any(s in (l.get("kernel") or "") for s in ("_s4_", "_s2_"))]}
         log(gen.plan.table())
+        if sparse != "off":
+            info["kernel_choices"] = [{"layer": l.get("name"), "kernel": l["kernel"], "why": l["kernel_choice"]}
+                                      for l in gen.layers if "kernel_choice" in l]
+            for c in info["kernel_choices"]:
+                log(f"sparse {sparse}, {c['layer']}: {c['why']}")
         if check > 0:
             rng = np.random.default_rng(0)
             x = rng.integers(-128, 128, size=(check, *im.tensors[im.input].shape[1:]), dtype=np.int8)

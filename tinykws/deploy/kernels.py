@@ -93,8 +93,11 @@ def supports_in_place(variant: KernelVariant, params: dict) -> bool:
 
     The fast pointwise kernels widen both pixels of a pass into scratch before writing them, so
     with stride 1, out_c <= in_c and whole groups of 4 input channels (no raw tail reads) the
-    outputs of pixels k, k+1 end before pixel k+2's input begins."""
-    if variant.name in ("tkws_pw_s8_fast", "tkws_pw_s8_fast_wide"):
+    outputs of pixels k, k+1 end before pixel k+2's input begins (the wide kernel widens the tails
+    too, so any in_c)."""
+    if variant.name == "tkws_pw_s8_fast_wide":
+        return params.get("stride_h") == params.get("stride_w") == 1 and params["out_c"] <= params["in_c"]
+    if variant.name == "tkws_pw_s8_fast":
         return (params.get("stride_h") == params.get("stride_w") == 1 and params["out_c"] <= params["in_c"]
                 and params["in_c"] % 4 == 0)
     return bool(variant.in_place)
@@ -136,15 +139,19 @@ def pair_order(n: int) -> np.ndarray:
 
 
 def pack_wide(w, params):
-    """tkws_pw_s8_fast_wide, tkws_conv_s8_fast: weights [out_c][k] (k = k_h*k_w*in_c) as int16 pairs
-    in the widened row's order, 2 output channels' pairs one after another: [out_c/2][k/2][2][2]."""
+    """tkws_pw_s8_fast_wide, tkws_conv_s8_fast_wide: weights [out_c][k] (k = k_h*k_w*in_c) as int16
+    pairs in the widened row's order (an odd k padded with a zero), 2 output channels' pairs one
+    after another: [out_c // 2][(k + 1) // 2][2][2], then an odd last channel's pairs [(k + 1) // 2][2]."""
     w = np.asarray(w, np.int16)
     oc = w.shape[0]
     w = w.reshape(oc, -1)
     k = w.shape[1]
     w = w[:, pair_order(k)]
-    return np.ascontiguousarray(w.reshape(oc // 2, 2, k // 2, 2).transpose(0, 2, 1, 3)).reshape(-1), "int16_t"
-
+    if k % 2:
+        w = np.concatenate([w, np.zeros((oc, 1), np.int16)], axis=1)
+    k2, oc2 = w.shape[1], oc & ~1
+    pairs = w[:oc2].reshape(oc2 // 2, 2, k2 // 2, 2).transpose(0, 2, 1, 3).reshape(-1)
+    return np.ascontiguousarray(np.concatenate([pairs, w[oc2:].reshape(-1)])), "int16_t"
 
 
 def pack_conv_fast(w, params):
@@ -161,19 +168,27 @@ def pack_conv_fast(w, params):
 
 
 def dw_packed(params) -> bool:
-    """tkws_dw_s8_fast's 3x3 path (C multiple of 4) reads its weights packed (pack_dw_fast)."""
-    return params["k_h"] == 3 and params["k_w"] == 3 and params["out_c"] % 4 == 0
+    """tkws_dw_s8_fast's 3x3 path (any C) reads its weights packed (pack_dw_fast)."""
+    return params["k_h"] == 3 and params["k_w"] == 3
 
 
 def pack_dw_fast(w, params):
     """tkws_dw_s8_fast: 3x3 weights [1][3][3][C] widened to int16 as [C/4][9 taps][c0, c2, c1, c3]
-    (2x the flash of int8; the SXTB16 halves, one LDRD per tap); other shapes as stored (int8)."""
+    (2x the flash of int8; the SXTB16 halves, one LDRD per tap), then, where C % 4 != 0, the last 4
+    channels once more as a group (C > 4) or the channels as [9 taps][C] (C < 4); other shapes as
+    stored (int8)."""
     w = np.asarray(w, np.int8)
     if not dw_packed(params):
         return np.ascontiguousarray(w).reshape(-1), "int8_t"
     c = w.shape[-1]
-    g = w.reshape(9, c // 4, 4).transpose(1, 0, 2)[:, :, [0, 2, 1, 3]]
-    return np.ascontiguousarray(g, np.int16).reshape(-1), "int16_t"
+    c4 = c & ~3
+    taps = w.reshape(9, c)
+    g = taps[:, :c4].reshape(9, c4 // 4, 4).transpose(1, 0, 2)[:, :, [0, 2, 1, 3]]
+    if c % 4 and c > 4:  # the last 4 channels again, as one more group (tkws_dw3x3_s8_fast_body)
+        tail = taps[:, c - 4:][:, [0, 2, 1, 3]]
+    else:  # c < 4: [9 taps][c]
+        tail = taps[:, c4:]
+    return np.concatenate([g.reshape(-1), tail.reshape(-1)]).astype(np.int16), "int16_t"
 
 
 # ---------------------------------------------------------------------------- sparse weight formats
@@ -202,11 +217,11 @@ def pack_sparse(w, params):
     return _words(start, ent), "int32_t"
 
 
-def block_mask(w) -> np.ndarray:
-    """[out_c][in_c / 4]: whether each 1x4 block along the input channels has a nonzero weight."""
+def block_mask(w, block: int = 4) -> np.ndarray:
+    """[out_c][in_c / block]: whether each 1 x block run along the input channels has a nonzero weight."""
     w = np.asarray(w, np.int8)
     oc = w.shape[0]
-    return np.any(w.reshape(oc, -1, 4) != 0, axis=2)
+    return np.any(w.reshape(oc, -1, block) != 0, axis=2)
 
 
 def pack_block4(w, params):
@@ -223,18 +238,32 @@ def pack_block4(w, params):
     return _words(start, blocks.reshape(-1), (groups * 8).astype("<u2")), "int32_t"
 
 
+def pack_block8(w, params):
+    """tkws_pw_s8_block8: int32 start[out_c + 1], two words per kept 1x8 block (its 8 int8 weights
+    as stored), one uint16 per kept block: its word offset 16 * block in the widened pixels."""
+    w = np.asarray(w, np.int8)
+    oc = w.shape[0]
+    w = w.reshape(oc, -1)
+    if w.shape[1] % 8:
+        raise KernelError(f"1x8 block-sparse kernels need in_c a multiple of 8, got {w.shape[1]}")
+    rows, blocks = np.nonzero(block_mask(w, 8))
+    start = np.searchsorted(rows, np.arange(oc + 1)).astype(np.int32)
+    kept = w.reshape(oc, -1, 8)[rows, blocks]  # (nb, 8) int8, bytes as stored
+    return _words(start, kept.reshape(-1), (blocks * 16).astype("<u2")), "int32_t"
+
+
 def sparsity(w) -> float:
     """The fraction of zero weights."""
     w = np.asarray(w)
     return float(np.mean(w == 0)) if w.size else 0.0
 
 
-def block_sparsity(w) -> float:
-    """The fraction of 1x4 blocks along the input channels that are all zero (0 where in_c % 4 != 0)."""
+def block_sparsity(w, block: int = 4) -> float:
+    """The fraction of 1 x block runs along the input channels that are all zero (0 where in_c % block != 0)."""
     w = np.asarray(w)
-    if w.size == 0 or w.reshape(w.shape[0], -1).shape[1] % 4:
+    if w.size == 0 or w.reshape(w.shape[0], -1).shape[1] % block:
         return 0.0
-    return float(1.0 - np.mean(block_mask(w)))
+    return float(1.0 - np.mean(block_mask(w, block)))
 
 
 # ---------------------------------------------------------------------------- scratch sizes
@@ -252,9 +281,9 @@ def _cols2_i16(p):  # two int16 columns of k (rounded up to even), one int8 colu
     return 2 * 2 * ((k + 1) & ~1) + _round4(k)
 
 
-def _windows2(p):  # two int8 windows of k, then two interleaved int16 columns of k
+def _windows2(p):  # two int8 windows of k (each rounded up to 4), then two interleaved int16 columns of k (even)
     k = p["k_h"] * p["k_w"] * p["in_c"]
-    return 2 * k + 2 * 2 * k
+    return 2 * _round4(k) + 2 * 2 * ((k + 1) & ~1)
 
 
 def _pw_pixels(p):
@@ -302,6 +331,8 @@ VARIANTS: dict[str, KernelVariant] = {v.name: v for v in [
        weight_ctype="int32_t", fast_requant=True, body="tkws_pw_s8_sparse_wo_body", body_header="tkws_pw_s8_sparse.h"),
     _v("tkws_pw_s8_block4", "conv", "input", folds_input_offset=True, scratch=_pw_pixels4, packer=pack_block4,
        weight_ctype="int32_t", fast_requant=True, body="tkws_pw_s8_block4_body", body_header="tkws_pw_s8_sparse.h"),
+    _v("tkws_pw_s8_block8", "conv", "input", folds_input_offset=True, scratch=_pw_pixels4, packer=pack_block8,
+       weight_ctype="int32_t", fast_requant=True, body="tkws_pw_s8_block8_body", body_header="tkws_pw_s8_sparse.h"),
     _v("tkws_dw_s8_ref", "depthwise", "input"),
     _v("tkws_dw_s8_ref_wo", "depthwise", "weight", scratch=_plane_i32),
     _v("tkws_dw_s8_fast", "depthwise", "input", folds_input_offset=True, packer=pack_dw_fast, fast_requant=True,
@@ -384,10 +415,12 @@ def is_pointwise(p: dict) -> bool:
 # Break-even sparsities of the sparse pointwise kernels against the dense fast (wide) one, measured
 # on the emulated Cortex-M7 for a 25x5x64 -> 64 layer (benchmarks/bench_sparse_kernels.py,
 # docs/sparse_kernels.md): zero-skip (fraction of zero weights), block-sparse 1x4 (fraction of
-# zero blocks). Above its break-even a kernel's cost is taken as proportional to what it keeps.
+# zero blocks), block-sparse 1x8 (fraction of zero 1x8 blocks). Above its break-even a kernel's cost
+# is taken as proportional to what it keeps.
 ZS_BREAK_EVEN = 0.79  # measured 78.8%
 ZS_WO_BREAK_EVEN = 0.92  # weight order, against the same dense SIMD kernel: measured 91.8%
 B4_BREAK_EVEN = 0.39  # measured 38.6%
+B8_BREAK_EVEN = 0.33  # measured 32.8%
 SPARSE = ("off", "auto", "on")
 
 
@@ -399,9 +432,10 @@ def sparse_choice(params: dict, w, loop_order: str = "input", sparse: str = "aut
         return None, "sparse kernels off"
     if not is_pointwise(params):
         return None, "not a pointwise layer"
-    s, sb = sparsity(w), block_sparsity(w)
+    s, sb, sb8 = sparsity(w), block_sparsity(w), block_sparsity(w, 8)
     ok_zs = params["in_c"] <= SPARSE_MAX_IN_C
     ok_b4 = params["in_c"] % 4 == 0 and loop_order == "input"
+    ok_b8 = params["in_c"] % 8 == 0 and loop_order == "input"
     costs = {}  # relative to the dense kernel (1.0)
     if ok_zs:
         if loop_order == "weight":
@@ -410,12 +444,15 @@ def sparse_choice(params: dict, w, loop_order: str = "input", sparse: str = "aut
             costs["tkws_pw_s8_sparse"] = (1 - s) / (1 - ZS_BREAK_EVEN)
     if ok_b4:
         costs["tkws_pw_s8_block4"] = (1 - sb) / (1 - B4_BREAK_EVEN)
+    if ok_b8:
+        costs["tkws_pw_s8_block8"] = (1 - sb8) / (1 - B8_BREAK_EVEN)
     if not costs:
         return None, "no sparse kernel for this shape"
     best = min(costs, key=costs.get)
-    why = f"sparsity {s:.0%}, 1x4 block sparsity {sb:.0%}"
+    why = f"sparsity {s:.0%}, 1x4 block sparsity {sb:.0%}, 1x8 block sparsity {sb8:.0%}"
     if sparse == "auto" and costs[best] >= 1.0:
-        return None, why + f": below the break-even ({ZS_BREAK_EVEN:.0%} zero-skip, {B4_BREAK_EVEN:.0%} 1x4 blocks)"
+        return None, why + (f": below the break-even ({ZS_BREAK_EVEN:.0%} zero-skip, {B4_BREAK_EVEN:.0%} 1x4 blocks, "
+                            f"{B8_BREAK_EVEN:.0%} 1x8 blocks)")
     return best, why
 
 
@@ -449,11 +486,10 @@ def select(op_kind: str, params: dict, kernels: str = "ref", loop_order: str = "
             return VARIANTS["tkws_conv_s8_ref_wo" if wo else "tkws_conv_s8_ref"]
         if wo:
             return VARIANTS["tkws_conv_s8_fast_wo"]
-        wide = pointwise == "wide" and params["out_c"] % 2 == 0
+        wide = pointwise == "wide"  # any channel counts: SIMD main body, cheap tails (tkws_gemm.h)
         if is_pointwise(params):
-            return VARIANTS["tkws_pw_s8_fast_wide" if wide and params["in_c"] % 4 == 0 else "tkws_pw_s8_fast"]
-        k = params["k_h"] * params["k_w"] * params["in_c"]
-        return VARIANTS["tkws_conv_s8_fast_wide" if wide and k % 4 == 0 else "tkws_conv_s8_fast"]
+            return VARIANTS["tkws_pw_s8_fast_wide" if wide else "tkws_pw_s8_fast"]
+        return VARIANTS["tkws_conv_s8_fast_wide" if wide else "tkws_conv_s8_fast"]
     if op_kind == "depthwise":
         if wo:
             return VARIANTS["tkws_dw_s8_ref_wo"]

@@ -123,16 +123,18 @@ TKWS_INLINE void tkws_conv_s8_fast_body(TKWS_CONV_ARGS, const int mode)
 }
 
 
-/* wide: int16 weights packed by kernels.py pack_wide (2x the flash of int8), k = k_h*k_w*in_c a
-   multiple of 4, out_c even. The windows of two output pixels are gathered as int8, widened and
-   interleaved once, then run through the int16 GEMM of tkws_gemm.h (2 channels x 2 pixels, 8 MACs
-   per 6 instructions). scratch: 2 windows of int8, then 2 widened columns of int16. */
+/* wide: int16 weights packed by kernels.py pack_wide (2x the flash of int8), any k = k_h*k_w*in_c
+   and out_c. The windows of two output pixels are gathered as int8, widened and interleaved once,
+   then run through the int16 GEMM of tkws_gemm.h (2 channels x 2 pixels, 8 MACs per 6
+   instructions). scratch: 2 windows of int8 (k rounded up to 4 each), then 2 widened columns of
+   int16 (k rounded up to even). */
 TKWS_INLINE void tkws_conv_s8_fast_wide_body(TKWS_CONV_ARGS, const int mode)
 {
     const int32_t k = p->k_h * p->k_w * p->in_c, oc_n = p->out_c, n = p->out_h * p->out_w;
     const int32_t out_off = p->out_offset, amin = p->act_min, amax = p->act_max;
-    int8_t *ta = (int8_t *)scratch, *tb = ta + k;
-    int32_t *x = (int32_t *)(void *)(tb + k);
+    const int32_t k4 = (k + 3) & ~3;
+    int8_t *ta = (int8_t *)scratch, *tb = ta + k4;
+    int32_t *x = (int32_t *)(void *)(tb + k4);
     for (int32_t i = 0; i < n; i += 2) {
         const int two = i + 1 < n;
         tkws_conv_window(p, in, i, ta);

@@ -95,10 +95,11 @@ void tkws_conv_s8_fast_wide(TKWS_CONV_ARGS); /* int16 weights packed by kernels.
 void tkws_pw_s8_fast(TKWS_CONV_ARGS);       /* int8 OHWI weights, bias folded; scratch: 2 pixels of int16 */
 void tkws_pw_s8_fast_wide(TKWS_CONV_ARGS);  /* int16 weights interleaved by kernels.py (2x flash), bias folded;
                                                in_c a multiple of 4, out_c even; scratch: 2 pixels of int16 */
-/* sparse pointwise (weights compressed by kernels.py pack_sparse / pack_block4), bias folded */
+/* sparse pointwise (weights compressed by kernels.py pack_sparse / pack_block4 / pack_block8), bias folded */
 void tkws_pw_s8_sparse(TKWS_CONV_ARGS);     /* zero-skip, input order; in_c <= 256; no scratch */
 void tkws_pw_s8_sparse_wo(TKWS_CONV_ARGS);  /* zero-skip, weight order; in_c <= 256; scratch: out_h*out_w int32 */
 void tkws_pw_s8_block4(TKWS_CONV_ARGS);     /* 1x4 blocks along in_c, SIMD; in_c % 4 == 0; scratch: 4 pixels of int16 */
+void tkws_pw_s8_block8(TKWS_CONV_ARGS);     /* 1x8 blocks along in_c, SIMD; in_c % 8 == 0; scratch: 4 pixels of int16 */
 
 /* ---- DEPTHWISE_CONV_2D */
 void tkws_dw_s8_ref(TKWS_CONV_ARGS);

@@ -41,17 +41,14 @@ void tkws_avgpool_s8_ref(const tkws_pool_params *p, const int8_t *in, int8_t *ou
     }
 }
 
-/* fast: channels a multiple of 4 (else the reference runs). Each 32-bit load of 4 channels is
-   added to two int16x2 accumulators (SXTAB16 and SXTAB16 ROR 8: channels 0, 2 and 1, 3), 3
-   instructions per 4 values; the int16 sums are flushed into int32 at least every 256 values
-   (|sum| <= 128 * 256 fits int16). */
+/* fast: each 32-bit load of 4 channels is added to two int16x2 accumulators (SXTAB16 and
+   SXTAB16 ROR 8: channels 0, 2 and 1, 3), 3 instructions per 4 values; the int16 sums are flushed
+   into int32 at least every 256 values (|sum| <= 128 * 256 fits int16). The C % 4 last channels
+   are summed one by one. */
 void tkws_avgpool_s8_fast(const tkws_pool_params *p, const int8_t *in, int8_t *out, void *scratch)
 {
-    const int32_t C = p->channels;
-    if (C & 3) {
-        tkws_avgpool_s8_ref(p, in, out, scratch);
-        return;
-    }
+    const int32_t C = p->channels, C4 = C & ~3;
+    (void)scratch;
     for (int32_t oy = 0; oy < p->out_h; oy++) {
         int32_t ys, ye;
         window(oy, p->stride_h, p->pad_top, p->f_h, p->in_h, &ys, &ye);
@@ -61,7 +58,7 @@ void tkws_avgpool_s8_fast(const tkws_pool_params *p, const int8_t *in, int8_t *o
             const int32_t count = (ye - ys) * (xe - xs), row_n = xe - xs;
             const int32_t rows_per_flush = row_n > 0 ? (row_n > 256 ? 1 : 256 / row_n) : 1;
             int8_t *o = out + (oy * p->out_w + ox) * C;
-            for (int32_t c = 0; c < C; c += 4) {
+            for (int32_t c = 0; c < C4; c += 4) {
                 int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
                 for (int32_t y0 = ys; y0 < ye; y0 += rows_per_flush) {
                     const int32_t y1 = y0 + rows_per_flush < ye ? y0 + rows_per_flush : ye;
@@ -84,6 +81,15 @@ void tkws_avgpool_s8_fast(const tkws_pool_params *p, const int8_t *in, int8_t *o
                 o[c + 1] = (int8_t)clamp_s8(avg_round(s1, count), p->act_min, p->act_max);
                 o[c + 2] = (int8_t)clamp_s8(avg_round(s2, count), p->act_min, p->act_max);
                 o[c + 3] = (int8_t)clamp_s8(avg_round(s3, count), p->act_min, p->act_max);
+            }
+            for (int32_t c = C4; c < C; c++) {
+                int32_t s = 0;
+                for (int32_t y = ys; y < ye; y++) {
+                    const int8_t *ip = in + (y * p->in_w + xs) * C + c;
+                    for (int32_t x = 0; x < row_n; x++, ip += C)
+                        s += *ip;
+                }
+                o[c] = (int8_t)clamp_s8(avg_round(s, count), p->act_min, p->act_max);
             }
         }
     }

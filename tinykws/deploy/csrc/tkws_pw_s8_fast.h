@@ -83,8 +83,9 @@ TKWS_INLINE void tkws_pw_s8_fast_body(TKWS_CONV_ARGS, const int mode)
     }
 }
 
-/* int16 weights widened and interleaved by kernels.py (2x the flash of int8). Needs in_c and out_c
-   in_c a multiple of 4, out_c even (kernels.py selects it only then). Scratch: 2 pixels of int16. */
+/* int16 weights widened and interleaved by kernels.py (2x the flash of int8), any in_c and out_c
+   (the GEMM's tails: an in_c % 4 pair or two, an odd last channel). Scratch: 2 pixels of int16
+   (in_c rounded up to even). */
 TKWS_INLINE void tkws_pw_s8_fast_wide_body(TKWS_CONV_ARGS, const int mode)
 {
     const int32_t n = p->in_c, oc_n = p->out_c;

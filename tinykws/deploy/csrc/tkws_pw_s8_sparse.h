@@ -7,7 +7,9 @@
    block-sparse 1x4 (4 consecutive input channels): start[out_c + 1] (block index of each output
      channel's first kept block), then one word per kept block (its 4 int8 weights, as stored: SXTB16
      and SXTB16 ROR 8 give the pairs (0, 2) and (1, 3)), then one uint16 per kept block: the block's
-     word offset in the widened pixels (8 * group). */
+     word offset in the widened pixels (8 * group);
+   block-sparse 1x8 (8 consecutive input channels): the same with two words per kept block (its 8
+     int8 weights as stored) and the offset 16 * block. */
 #ifndef TKWS_PW_S8_SPARSE_H
 #define TKWS_PW_S8_SPARSE_H
 
@@ -178,6 +180,74 @@ TKWS_INLINE void tkws_pw_s8_block4_body(TKWS_CONV_ARGS, const int mode)
             tkws_b4_pass(p, x, st, wv, bo, bias, mult, shift, out + k * oc_n, 4, mode);
         else
             tkws_b4_pass(p, x, st, wv, bo, bias, mult, shift, out + k * oc_n, cnt, mode);
+    }
+}
+
+/* one pass of tkws_pw_s8_block8 over the widened pixels x (cnt of them valid, a constant where inlined) */
+TKWS_INLINE void tkws_b8_pass(const tkws_conv_params *p, const int32_t *x, const int32_t *st, const int32_t *wv,
+                              const uint16_t *bo, const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                              int8_t *o, const int32_t cnt, const int mode)
+{
+    const int32_t oc_n = p->out_c, out_off = p->out_offset, amin = p->act_min, amax = p->act_max;
+    for (int32_t oc = 0; oc < oc_n; oc++) {
+        int32_t a0 = bias[oc], a1 = a0, a2 = a0, a3 = a0;
+        const int32_t *wp = wv + 2 * st[oc], *w_end = wv + 2 * st[oc + 1];
+        const uint16_t *op = bo + st[oc];
+        for (; wp != w_end; op++) {
+            int32_t v0, v1, u0, u1, u2, u3;
+            TKWS_LDRD_INC(wp, v0, v1);
+            const int32_t *q = x + *op;
+            int32_t w0 = tkws_sxtb16(v0), w1 = tkws_sxtb16_ror8(v0);
+            TKWS_LDRD_AT(q, 0, u0, u1);
+            TKWS_LDRD_AT(q, 8, u2, u3);
+            a0 = tkws_smlad(u0, w0, a0);
+            a1 = tkws_smlad(u1, w0, a1);
+            a2 = tkws_smlad(u2, w0, a2);
+            a3 = tkws_smlad(u3, w0, a3);
+            TKWS_LDRD_AT(q, 16, u0, u1);
+            TKWS_LDRD_AT(q, 24, u2, u3);
+            a0 = tkws_smlad(u0, w1, a0);
+            a1 = tkws_smlad(u1, w1, a1);
+            a2 = tkws_smlad(u2, w1, a2);
+            a3 = tkws_smlad(u3, w1, a3);
+            w0 = tkws_sxtb16(v1);
+            w1 = tkws_sxtb16_ror8(v1);
+            TKWS_LDRD_AT(q, 32, u0, u1);
+            TKWS_LDRD_AT(q, 40, u2, u3);
+            a0 = tkws_smlad(u0, w0, a0);
+            a1 = tkws_smlad(u1, w0, a1);
+            a2 = tkws_smlad(u2, w0, a2);
+            a3 = tkws_smlad(u3, w0, a3);
+            TKWS_LDRD_AT(q, 48, u0, u1);
+            TKWS_LDRD_AT(q, 56, u2, u3);
+            a0 = tkws_smlad(u0, w1, a0);
+            a1 = tkws_smlad(u1, w1, a1);
+            a2 = tkws_smlad(u2, w1, a2);
+            a3 = tkws_smlad(u3, w1, a3);
+        }
+        SP_OUT4(o, oc, a0, a1, a2, a3);
+    }
+}
+
+/* Block-sparse 1x8, SIMD: as block4, each kept block two words of weights (one LDRD, 4 SXTB16) and
+   8 LDRD feeding 16 SMLAD (32 MACs), one offset per 8 input channels. in_c % 8 == 0. Scratch: 4
+   pixels of int16. */
+TKWS_INLINE void tkws_pw_s8_block8_body(TKWS_CONV_ARGS, const int mode)
+{
+    const int32_t oc_n = p->out_c, pixels = p->out_h * p->out_w;
+    const int32_t *st = (const int32_t *)w;
+    const int32_t *wv = st + oc_n + 1;
+    const uint16_t *bo = (const uint16_t *)(wv + 2 * st[oc_n]);
+    int32_t *x = (int32_t *)scratch;
+    for (int32_t k = 0; k < pixels; k += 4) {
+        const int32_t cnt = pixels - k < 4 ? pixels - k : 4;
+        tkws_widen_four(tkws_sp_pixel(p, in, k), tkws_sp_pixel(p, in, cnt > 1 ? k + 1 : k),
+                        tkws_sp_pixel(p, in, cnt > 2 ? k + 2 : k), tkws_sp_pixel(p, in, cnt > 3 ? k + 3 : k), x,
+                        p->in_c);
+        if (cnt == 4)
+            tkws_b8_pass(p, x, st, wv, bo, bias, mult, shift, out + k * oc_n, 4, mode);
+        else
+            tkws_b8_pass(p, x, st, wv, bo, bias, mult, shift, out + k * oc_n, cnt, mode);
     }
 }
 
