@@ -85,6 +85,29 @@ def test_progressive_lowering_requantizes_only_the_lowered_layers():
         torch.testing.assert_close(conv.qweight(), (q * s[:, None, None, None]).float())
 
 
+def test_per_channel_step_starts_at_each_channels_best_clipping_and_learns():
+    """weight_step="channel": one learned clipping ratio per output channel, each at its own
+    squared-error optimum (never worse than the per-layer one), with gradients of the STE."""
+    x = torch.randn(32, 49, 10)
+    layer, chan = _dscnn(), _dscnn()
+    quantize_(layer, QATConfig(weight_bits=2, act_bits=8), calib=x)
+    quantize_(chan, QATConfig(weight_bits=2, act_bits=8, weight_step="channel"), calib=x)
+    cl, cc = layer.blocks[1].pw.conv, chan.blocks[1].pw.conv
+    assert cl.wq.log_alpha.shape == () and cc.wq.log_alpha.shape == (64,)
+    assert cc.wq.log_alpha.unique().numel() > 1, "channels get different ratios"
+    with torch.no_grad():
+        e_l = (cl.qweight() - cl.weight).square().flatten(1).sum(1)
+        e_c = (cc.qweight() - cc.weight).square().flatten(1).sum(1)
+    assert (e_c <= e_l + 1e-6).all() and e_c.sum() < e_l.sum()
+    q, s = cc.wq.integer(cc.weight)
+    assert set(q.unique().tolist()) <= {-1, 0, 1} and s.shape == (64,)
+    chan.train()
+    nn.functional.cross_entropy(chan(x), torch.randint(0, 12, (32,))).backward()
+    assert cc.wq.log_alpha.grad.shape == (64,) and (cc.wq.log_alpha.grad != 0).sum() > 8
+    im = to_integer(chan.eval())
+    assert np.array_equal(tflm_run(to_tflite_bytes(im), im.quantize_input(x[:4].numpy())), im.predict(x[:4].numpy()))
+
+
 @pytest.mark.slow
 def test_cli_qat2_with_8bit_io_layers_and_progressive_lowering(tiny_dataset, tmp_path):
     q = tmp_path / "w2.pt"
@@ -106,6 +129,8 @@ def test_cli_low_bit_option_errors(tmp_path, monkeypatch, capsys):
                       (["--method", "learned", "--act-bits", "4"], "--act-bits cannot be used with --method learned"),
                       (["--method", "qat2", "--weight-target", "2.5"], "--weight-target cannot be used"),
                       (["--method", "qat2", "--act-bits", "9"], "between 2 and 8"),
+                      (["--method", "qat2", "--weight-step", "tensor"], "--weight-step must be one of layer, channel"),
+                      (["--method", "ptq8", "--weight-step", "channel"], "--weight-step cannot be used"),
                       (["--method", "qat2", "--augment", "wave"], "--augment must be one of full, spec")):
         monkeypatch.setattr("sys.argv", ["tinykws", "quantize", *args, "--out", str(tmp_path / "x.pt")])
         with pytest.raises(SystemExit) as exc:

@@ -50,6 +50,9 @@ class QATConfig:
     start_bits: int | None = setting(None, lo=MIN_BITS + 1, hi=MAX_BITS, help="progressive lowering: fine-tune the "
                                      "weights at this many bits first, then halve it stage by stage down to the "
                                      "weight bits (each stage gets the full epochs)")
+    weight_step: str = setting("layer", choices=("layer", "channel"), help="learned weight clipping (the step): "
+                               "one ratio per layer, or one per output channel (LSQ-style step per channel); both "
+                               "start at the squared-error-optimal clipping")
     method = "qat"
 
     def __post_init__(self):

@@ -108,7 +108,9 @@ def quantize_(model: nn.Module, config: QuantConfig, calib: torch.Tensor | None 
             aq = ActQuant(bits, signed=act is None, relu6=act == "relu6", learn_bits=learned and not last,
                           trainable=trainable)
             k8 = node.id in kept  # keep_8bit: this layer's weights stay at 8 bits (fixed, not learned)
-            wq = WeightQuant(8 if k8 else wbits, learn_bits=learned and not k8, trainable=trainable)
+            per_channel = getattr(config, "weight_step", "layer") == "channel"
+            wq = WeightQuant(8 if k8 else wbits, learn_bits=learned and not k8, trainable=trainable,
+                             channels=node.module.weight.shape[0] if per_channel else None)
             wq.kept_8bit = k8
             _set(model, node.name, to_qmodule(node.module, wq, aq))
             quants[node.id] = aq
