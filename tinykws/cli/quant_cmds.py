@@ -1,13 +1,34 @@
 """CLI commands of the quant stage: `tinykws quantize` and `tinykws export`."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..checks import DEVICE_HELP
-from .options import calib_clips_option, Json, Overwrite, check_new_output, emit_json, err
+from ..quant.config import QATConfig
+from .options import calib_clips_option, config_option, Json, Overwrite, check_new_output, emit_json, err
+
+
+def _config(method: str, weight_target, act_target, act_bits, keep_8bit: str, start_bits, weight_step: str):
+    """The quantization config the options name; an option the method does not take is an error."""
+    from ..quant import QuantizationError, preset
+
+    qat = method.startswith("qat")
+    step = None if weight_step == "layer" else weight_step
+    given = {"--weight-target": weight_target, "--act-target": act_target} if method != "learned" else \
+        {"--act-bits": act_bits}
+    given.update({} if qat else {"--start-bits": start_bits, "--weight-step": step})
+    wrong = [k for k, v in given.items() if v is not None]
+    if wrong:
+        raise QuantizationError(f"{', '.join(wrong)} cannot be used with --method {method}")
+    if method == "learned":
+        return preset(method, weight_bits=weight_target, act_bits=act_target, keep_8bit=keep_8bit)
+    if qat:
+        return preset(method, act_bits=act_bits, keep_8bit=keep_8bit, start_bits=start_bits, weight_step=weight_step)
+    return preset(method, act_bits=act_bits, keep_8bit=keep_8bit)
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +45,15 @@ def register(app: typer.Typer) -> None:
         calib_clips: int = calib_clips_option(),
         weight_target: Optional[float] = typer.Option(None, help="learned: target average bits per weight (default 3)"),
         act_target: Optional[float] = typer.Option(None, help="learned: target average bits per activation (default 4)"),
+        act_bits: Optional[int] = typer.Option(None, help="ptqN / qatN: activation bits, 2..8 (default N)"),
+        keep_8bit: str = config_option(QATConfig, "keep_8bit"),
+        start_bits: Optional[int] = config_option(QATConfig, "start_bits", help="qatN: progressive lowering: "
+                                                  "fine-tune the weights at this many bits first, then halve down to N "
+                                                  "(each stage gets --epochs)"),
+        weight_step: str = config_option(QATConfig, "weight_step", help="qatN: learned weight clipping (the "
+                                         "step): one ratio per layer, or per output channel (LSQ-style)"),
+        augment: str = typer.Option("full", help="fine-tuning augmentation: full (the model's own) or spec "
+                                    "(SpecAugment only on cached features: faster)"),
         device: str = typer.Option("auto", help="where QAT fine-tuning runs: " + DEVICE_HELP),
         report: bool = typer.Option(False, "--report", help="float vs ptq8, qat8, qat4, qat2, learned: accuracy and memory table"),
         overwrite: Overwrite = False,
@@ -52,13 +82,13 @@ def register(app: typer.Typer) -> None:
             else:
                 print(rep["table"])
             return
-        config = preset(method, weight_bits=weight_target, act_bits=act_target)  # bad settings fail before any work
+        config = _config(method, weight_target, act_target, act_bits, keep_8bit, start_bits, weight_step)  # fails before any work
         bundle = quantize_model(model, config, data, epochs=epochs, lr=lr, calib_clips=calib_clips, log=log,
-                                progress=False, device=device)
+                                progress=False, device=device, augment=augment)
         save_bundle(bundle, out)
         from ..recipes.quantize import memory_row
 
-        row = {"model": str(out), "method": method, **memory_row(bundle.build()), **bundle.metrics}
+        row = {"model": str(out), "method": method, "config": bundle.quant, **memory_row(bundle.build()), **bundle.metrics}
         if as_json:
             emit_json(row)
         else:

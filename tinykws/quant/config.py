@@ -3,9 +3,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from ..checks import setting, validate
 from .graph import QuantizationError
 
 MIN_BITS, MAX_BITS = 2, 8
+KEEP_8BIT = ("none", "first", "last", "first,last")
+
+
+def keep_8bit_field():
+    return setting("none", choices=KEEP_8BIT, help="layers whose weights stay at 8 bits: the first conv/linear, the "
+                   "last (the classifier), both, or none (their weights count in the average bits)")
 
 
 def _check_bits(name: str, v, lo: float = MIN_BITS) -> None:
@@ -22,11 +29,13 @@ class PTQConfig:
     weight_bits: int = 8
     act_bits: int = 8
     io_bits: int = 8  # the model input and output (logits)
+    keep_8bit: str = keep_8bit_field()
     method = "ptq"
 
     def __post_init__(self):
         for f in ("weight_bits", "act_bits", "io_bits"):
             _check_bits(f, getattr(self, f))
+        validate(self)
 
 
 @dataclass
@@ -37,6 +46,13 @@ class QATConfig:
     weight_bits: int = 8
     act_bits: int | None = None
     io_bits: int = 8
+    keep_8bit: str = keep_8bit_field()
+    start_bits: int | None = setting(None, lo=MIN_BITS + 1, hi=MAX_BITS, help="progressive lowering: fine-tune the "
+                                     "weights at this many bits first, then halve it stage by stage down to the "
+                                     "weight bits (each stage gets the full epochs)")
+    weight_step: str = setting("layer", choices=("layer", "channel"), help="learned weight clipping (the step): "
+                               "one ratio per layer, or one per output channel (LSQ-style step per channel); both "
+                               "start at the squared-error-optimal clipping")
     method = "qat"
 
     def __post_init__(self):
@@ -44,6 +60,18 @@ class QATConfig:
             self.act_bits = self.weight_bits
         for f in ("weight_bits", "act_bits", "io_bits"):
             _check_bits(f, getattr(self, f))
+        validate(self)
+        if self.start_bits is not None and self.start_bits <= self.weight_bits:
+            raise QuantizationError(f"start_bits={self.start_bits}: progressive lowering must start above the "
+                                    f"weight bits ({self.weight_bits})")
+
+    def stages(self) -> list[int]:
+        """Weight bit-widths of the fine-tuning stages: start_bits halved down to weight_bits."""
+        b, out = self.start_bits or self.weight_bits, []
+        while b > self.weight_bits:
+            out.append(b)
+            b = max(self.weight_bits, -(-b // 2))
+        return out + [self.weight_bits]
 
 
 @dataclass
@@ -57,9 +85,11 @@ class LearnedBitsConfig:
     init_bits: int = 6  # every layer starts here
     penalty: float = 1.0  # weight of the memory penalty in the loss
     io_bits: int = 8
+    keep_8bit: str = keep_8bit_field()
     method = "learned"
 
     def __post_init__(self):
+        validate(self)
         _check_bits("weight_bits", self.weight_bits, lo=MIN_BITS - 1e-9)
         _check_bits("act_bits", self.act_bits, lo=MIN_BITS - 1e-9)
         for f in ("init_bits", "io_bits"):
@@ -88,13 +118,24 @@ def config_from_dict(d: dict) -> QuantConfig:
     return cls(**d)
 
 
-def preset(name: str, **learned) -> QuantConfig:
-    """The CLI's --method names: ptq8, qat8, qat4, qat2 (any qatN, 2 <= N <= 8), learned
-    (`learned` takes LearnedBitsConfig settings, e.g. weight_bits=2.5, act_bits=2.9)."""
+def preset(name: str, **settings) -> QuantConfig:
+    """The CLI's --method names: ptq8, qat8, qat4, qat2 (any qatN, 2 <= N <= 8), learned, with
+    further settings of that method's config (None: its default), e.g. `preset("qat2", act_bits=8,
+    keep_8bit="first,last", start_bits=4)` or `preset("learned", weight_bits=2.5, act_bits=2.9)`."""
+    settings = {k: v for k, v in settings.items() if v is not None}
     if name == "learned":
-        return LearnedBitsConfig(**{k: v for k, v in learned.items() if v is not None})
-    for prefix, cls in (("ptq", PTQConfig), ("qat", QATConfig)):
-        if name.startswith(prefix) and name[len(prefix):].isdigit():
-            bits = int(name[len(prefix):])
-            return cls(weight_bits=bits, act_bits=bits)
-    raise QuantizationError(f"unknown method {name!r}; use ptq8, qat8, qat4, qat2 (any qatN with N in 2..8) or learned")
+        cls, base = LearnedBitsConfig, {}
+    else:
+        cls = next((c for p, c in (("ptq", PTQConfig), ("qat", QATConfig))
+                    if name.startswith(p) and name[len(p):].isdigit()), None)
+        if cls is None:
+            raise QuantizationError(f"unknown method {name!r}; use ptq8, qat8, qat4, qat2 (any qatN with N in 2..8) "
+                                    f"or learned")
+        bits = int(name[3:])
+        base = {"weight_bits": bits, "act_bits": bits}
+        if "weight_bits" in settings:
+            raise QuantizationError(f"method {name!r} sets the weight bits itself ({bits})")
+    unknown = set(settings) - {f.name for f in fields(cls)}
+    if unknown:
+        raise QuantizationError(f"method {name!r} takes no setting {', '.join(sorted(unknown))}")
+    return cls(**{**base, **settings})

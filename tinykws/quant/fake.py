@@ -60,14 +60,17 @@ class WeightQuant(nn.Module):
 
     is_quantizer = False  # not an activation quantizer (the tracer looks through it)
 
-    def __init__(self, bits: int, learn_bits: bool = False, trainable: bool = True):
+    def __init__(self, bits: int, learn_bits: bool = False, trainable: bool = True, channels: int | None = None):
+        """`channels`: learn one clipping ratio per output channel (an LSQ-style step per channel)
+        instead of one per layer."""
         super().__init__()
         self.learn_bits = learn_bits
         if learn_bits:
             self.bits_p = _bits_param(bits, True)
         else:
             self.register_buffer("bits_p", _bits_param(bits, False))
-        self.log_alpha = nn.Parameter(torch.zeros(()), requires_grad=trainable)  # alpha = exp(_GAIN * p)
+        shape = () if channels is None else (channels,)
+        self.log_alpha = nn.Parameter(torch.zeros(shape), requires_grad=trainable)  # alpha = exp(_GAIN * p)
 
     @property
     def bits(self) -> torch.Tensor:
@@ -84,6 +87,8 @@ class WeightQuant(nn.Module):
         """Per-channel step, shaped to broadcast against w."""
         r = w.detach().abs().amax(dim=tuple(range(1, w.dim())), keepdim=True).clamp_min(1e-8)
         alpha = torch.exp(_GAIN * self.log_alpha).clamp(max=1.0)
+        if alpha.dim():
+            alpha = alpha.reshape(-1, *([1] * (w.dim() - 1)))
         return alpha * r / self.levels()
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
@@ -96,6 +101,16 @@ class WeightQuant(nn.Module):
     @torch.no_grad()
     def init_clip(self, w: torch.Tensor, steps: int = 50) -> None:
         """Clipping ratio with the smallest squared error at the current bit-width (1 at 8 bits)."""
+        if self.log_alpha.dim():  # per channel: each channel's own best ratio
+            best = torch.full(self.log_alpha.shape, math.inf)
+            best_a = torch.ones(self.log_alpha.shape)
+            for a in torch.linspace(1.0, 0.2, steps):
+                self.log_alpha.fill_(math.log(a) / _GAIN)
+                err = (self(w) - w).square().flatten(1).sum(1)
+                better = err < best - 1e-12
+                best, best_a = torch.where(better, err, best), torch.where(better, a, best_a)
+            self.log_alpha.copy_(torch.log(best_a) / _GAIN)
+            return
         best, best_a = None, 1.0
         for a in torch.linspace(1.0, 0.2, steps):
             self.log_alpha.fill_(math.log(a) / _GAIN)

@@ -95,6 +95,10 @@ def quantize_(model: nn.Module, config: QuantConfig, calib: torch.Tensor | None 
     model.input_quant = inp
     model.register_forward_pre_hook(inp.input_hook)
     quants[0] = inp
+    layers = [n.id for n in graph if n.op in ("conv", "linear")]
+    keep = getattr(config, "keep_8bit", "none").split(",")
+    kept = {layers[0]} if layers and "first" in keep else set()
+    kept |= {layers[-1]} if layers and "last" in keep else set()
     for node in graph:
         if node.op in ("conv", "linear"):
             user = graph.sole_user(node.id)
@@ -103,7 +107,11 @@ def quantize_(model: nn.Module, config: QuantConfig, calib: torch.Tensor | None 
             bits = io_bits if last else abits
             aq = ActQuant(bits, signed=act is None, relu6=act == "relu6", learn_bits=learned and not last,
                           trainable=trainable)
-            wq = WeightQuant(wbits, learn_bits=learned, trainable=trainable)
+            k8 = node.id in kept  # keep_8bit: this layer's weights stay at 8 bits (fixed, not learned)
+            per_channel = getattr(config, "weight_step", "layer") == "channel"
+            wq = WeightQuant(8 if k8 else wbits, learn_bits=learned and not k8, trainable=trainable,
+                             channels=node.module.weight.shape[0] if per_channel else None)
+            wq.kept_8bit = k8
             _set(model, node.name, to_qmodule(node.module, wq, aq))
             quants[node.id] = aq
         elif node.op == "add":
@@ -226,6 +234,18 @@ def meet_bit_targets(model: nn.Module, config: LearnedBitsConfig) -> dict:
             for q in learned:
                 q.bits_p.sub_(0.02 / _BITS_GAIN)
     return bit_stats(model)
+
+
+@torch.no_grad()
+def set_weight_bits(model: nn.Module, bits: int) -> nn.Module:
+    """Progressive lowering: put every fixed-bit weight quantizer (not those kept at 8 bits) at `bits`
+    and re-initialise its clipping at the new bit-width (squared-error optimal)."""
+    for name, wq in quantizers(model)[0]:
+        if wq.learn_bits or getattr(wq, "kept_8bit", False):
+            continue
+        wq.bits_p.fill_(float(bits))
+        wq.init_clip(model.get_submodule(name.rpartition(".")[0]).weight)
+    return model
 
 
 def freeze_bits(model: nn.Module) -> nn.Module:

@@ -15,17 +15,18 @@ import numpy as np
 import torch
 
 from ..checks import check_value
-from ..quant.config import LearnedBitsConfig, PTQConfig, QuantConfig, config_to_dict, preset
+from ..quant.config import LearnedBitsConfig, PTQConfig, QATConfig, QuantConfig, config_to_dict, preset
 from ..quant.graph import QuantizationError
 from ..quant.integer import IntModel, to_integer
 from ..quant.tflite import read_tflite
-from ..quant.quantize import bit_penalty, bit_stats, freeze_bits, meet_bit_targets, quantize_
+from ..quant.quantize import bit_penalty, bit_stats, freeze_bits, meet_bit_targets, quantize_, set_weight_bits
 from ..prune import keep_masks, masks_from_zeros
 from ..train import evaluate
 from ..train.checkpoint import load_model
 from ..train.evaluate import predict_logits
 
 CALIB_CLIPS = 400
+AUGMENT = ("full", "spec")
 REPORT_METHODS = ("ptq8", "qat8", "qat4", "qat2", "learned")
 
 
@@ -63,24 +64,28 @@ def _bundle_of(model, bundle, config: QuantConfig, metrics: dict):
 
 def quantize_model(model=None, method="ptq8", data=None, epochs: int | None = None, lr: float = 1e-3,
                    calib_clips: int = CALIB_CLIPS, log=print, progress: bool = False, seed: int = 0,
-                   device: str = "auto"):
+                   device: str = "auto", augment: str = "full"):
     """Quantize a model file (or shipped name; None: the shipped model) and return a ModelBundle.
 
     PTQ calibrates on `calib_clips` training clips. QAT and learned bit-widths then fine-tune with
     the model's own training settings for `epochs` (default 15; learned: that many with the
     memory penalty, then half as many with the bit-widths frozen) at learning rate `lr`, on `device`
-    (auto, cpu, cuda, cuda:N; in fp32: fake quantization needs exact ranges).
+    (auto, cpu, cuda, cuda:N; in fp32: fake quantization needs exact ranges). `augment`: "full" (the
+    model's own augmentation) or "spec" (SpecAugment only, on cached features: several times faster).
     """
     from ..train import TrainConfig, load_model, train
 
     check_value("epochs", epochs, {"lo": 1})
     check_value("calib_clips", calib_clips, {"lo": 1})
     check_value("lr", lr, {"lo": 0, "lo_open": True})
+    check_value("augment", augment, {"choices": AUGMENT})
     config = _as_config(method)
     net, bundle = load_model(model)
     data_dir = data_dir_of(bundle, data)
     calib, _ = split_features(bundle, data_dir, "training", limit=calib_clips, seed=seed)
-    quantize_(net, config, calib=calib)
+    stages = config.stages() if isinstance(config, QATConfig) else []
+    # progressive lowering: calibrate at the first stage's weight bits (the activations at their own)
+    quantize_(net, replace(config, weight_bits=stages[0], start_bits=None) if len(stages) > 1 else config, calib=calib)
     # a pruned model keeps its zeros through fine-tuning: the masks are re-applied after every step
     # (rounding is symmetric, so a zero weight is a zero integer weight)
     masks = masks_from_zeros(net) if bundle.prune else {}
@@ -91,6 +96,8 @@ def quantize_model(model=None, method="ptq8", data=None, epochs: int | None = No
     cfg = TrainConfig.from_dict({**bundle.train_config, "data": str(data_dir)}) if bundle.train_config else \
         TrainConfig(data=str(data_dir), model=bundle.arch, model_kwargs=bundle.model_kwargs)
     cfg = replace(cfg, lr=lr, warmup_epochs=1, seed=seed, device=device)
+    if augment == "spec":  # no waveform augmentation: the trainer takes the features from its cache
+        cfg = replace(cfg, augment=replace(cfg.augment, time_shift_ms=0.0, noise_prob=0.0, gain_db=0.0, speed=0.0))
     quant = config_to_dict(config)
     with tempfile.TemporaryDirectory(prefix="tinykws-qat-") as tmp:
         if isinstance(config, LearnedBitsConfig):
@@ -103,6 +110,14 @@ def quantize_model(model=None, method="ptq8", data=None, epochs: int | None = No
                 f"{t['weight_bits']:.2f} / {t['act_bits']:.2f}; fine-tuning with the bit-widths frozen")
             freeze_bits(net)
             epochs = max(1, epochs // 2)
+        for i, bits in enumerate(stages[:-1]):  # progressive lowering: each stage starts from the last one's best
+            log(f"stage {i + 1}/{len(stages)}: weights at {bits} bits ({epochs} epochs)")
+            best = train(replace(cfg, out=f"{tmp}/stage{i}", epochs=epochs), model=net, quant=quant, progress=progress,
+                         log=log, **keep)
+            net = set_weight_bits(best.build(), stages[i + 1])
+            if masks:
+                masks = masks_from_zeros(net)
+                keep["after_step"] = keep_masks(masks)
         best = train(replace(cfg, out=f"{tmp}/qat", epochs=epochs), model=net, quant=quant, progress=progress, log=log,
                      **keep)
     best.name = bundle.name
