@@ -276,6 +276,24 @@ def test_integer_model_streams_with_integer_scores(mini_dir):
     assert (ref.scores.argmax(1) == res.scores.argmax(1)).mean() > 0.9
 
 
+@pytest.mark.slow
+def test_tflite_engine_gives_the_reference_scores(mini_dir):
+    from tinykws.recipes.quantize import load_int_model
+    from tinykws.stream.listen import IntScorer
+
+    im = load_int_model("dscnn-kws-device", mini_dir, calib_clips=20)
+    s = build_stream(mini_dir, StreamConfig(minutes=0.1, seed=2, snr_db=(20.0,)))
+    cfg, det = ListenConfig(hop_ms=100, batch=16), DetectorConfig(window_ms=600, threshold=150)
+    ref = listen(s.chunks(), IntScorer(im), cfg, det, keep_scores=True)
+    tfl = listen(s.chunks(), IntScorer(im, engine="tflite"), cfg, det, keep_scores=True)
+    assert ref.windows == tfl.windows >= 50 and np.array_equal(ref.scores, tfl.scores)
+    assert [(e.keyword, e.time, e.score) for e in ref.events] == [(e.keyword, e.time, e.score) for e in tfl.events]
+    fast = listen(s.chunks(), IntScorer(im, engine="tflite-fast"), cfg, det, keep_scores=True)
+    assert np.abs(fast.scores - ref.scores).max() <= 16 and (fast.scores.argmax(1) == ref.scores.argmax(1)).mean() > 0.95
+    with pytest.raises(ConfigError, match="--engine must be one of ref, tflite, tflite-fast"):
+        IntScorer(im, engine="gpu")
+
+
 # ---------------------------------------------------------------------------- the commands
 
 @pytest.mark.slow
