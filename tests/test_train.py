@@ -135,6 +135,6 @@ def test_stream_options_stored_and_init_fine_tunes(tiny_dataset, tmp_path):
     for k, v in ref.items():
         if v.dtype.is_floating_point and "running" not in k:
             assert torch.allclose(b.state_dict[k], v, atol=1e-6), k
-    with pytest.raises(ValueError, match="--init dscnn-kws-device: its front end"):
+    with pytest.raises(ValueError, match="--init dscnn-kws-device: its front end differs from --frontend mlperf"):
         train(_cfg(tiny_dataset, tmp_path / "c", epochs=1, init="dscnn-kws-device"), **quiet)
     assert not (tmp_path / "c").exists()

@@ -237,11 +237,12 @@ def initial_model(cfg: TrainConfig, labels: list[str]) -> torch.nn.Module:
     from .checkpoint import load_model
 
     model, b = load_model(cfg.init)
+    if b.frontend.key() != get_preset(cfg.frontend).key():
+        raise ValueError(f"--init {cfg.init}: its front end differs from --frontend {cfg.frontend} of this run")
     for what, theirs, ours in (("architecture", b.arch, cfg.model), ("labels", list(b.labels), list(labels)),
-                               ("front end", b.frontend.key(), get_preset(cfg.frontend).key()),
                                ("model settings", b.model_kwargs, cfg.model_kwargs)):
         if theirs != ours:
-            raise ValueError(f"--init {cfg.init}: its {what} ({theirs}) are not this run's ({ours})")
+            raise ValueError(f"--init {cfg.init}: {what} {theirs} there, {ours} in this run (they must match)")
     if b.quant or b.prune:
         raise ValueError(f"--init {cfg.init}: a quantized or pruned model cannot start a plain training run")
     return model.train()
