@@ -361,3 +361,16 @@ def test_stream_from_an_official_test_set_folder(tmp_path, mini_dir):
     kinds = {t["kind"] for t in s.truth}
     assert kinds == {"keyword", "unknown"} and {t["word"] for t in s.keywords()} == {"yes", "no"}
     assert np.std(s.audio()[:8000]) > 0  # noise from the _silence_ clips
+
+
+def test_shipped_stream_model_runs_on_the_device_front_end():
+    from tinykws.audio import get_preset
+    from tinykws.deploy.frontend import check_device_frontend
+    from tinykws.train import TrainConfig, load_bundle
+
+    b = load_bundle("dscnn-kws-stream")
+    assert b.frontend.key() == get_preset("device").key() and b.labels == load_bundle("dscnn-kws-device").labels
+    check_device_frontend(b.frontend)  # the C stream loop can compute its features
+    cfg = TrainConfig.from_dict(b.train_config)  # trained with the stream options, stored in the file
+    assert cfg.init == "dscnn-kws-device" and cfg.augment.noise_snr_db == (10.0, 40.0)
+    assert cfg.augment.partial_prob > 0 and cfg.augment.time_shift_ms == 300
