@@ -218,3 +218,75 @@ def test_speed_perturbation_changes_pitch_within_range():
     peak = torch.fft.rfft(y[:, 4000:12000] * win).abs().argmax(1).float() * 2  # Hz (bin = 2 Hz)
     assert (peak >= 500 * 0.85 - 4).all() and (peak <= 500 * 1.15 + 4).all()
     assert peak.std() > 10, "rates differ between clips"
+
+
+def _tone_batch(B=16, T=16000):
+    """Clips with a 250 ms tone at a clip-dependent place and level (the 'speech'), zeros elsewhere."""
+    x = torch.zeros(B, T)
+    t = torch.arange(4000) / 16000
+    for i in range(B):
+        a = 2000 + 600 * i
+        x[i, a:a + 4000] = (0.02 + 0.01 * i) * torch.sin(2 * torch.pi * (300 + 40 * i) * t)
+    return x
+
+
+def test_noise_at_requested_snr():
+    from tinykws.data.augment import speech_level
+    from tinykws.stream.synth_stream import speech_bounds
+
+    x = _tone_batch()
+    bg = [np.random.default_rng(i).standard_normal(40000 + 7000 * i).astype(np.float32) * 0.003 * (i + 1)
+          for i in range(3)]
+    for i in range(4):  # the batched level is the stream's level of the spoken part
+        assert float(speech_level(x[i:i + 1])[0]) == pytest.approx(speech_bounds(x[i].numpy())[2], rel=1e-5)
+    base = dict(noise_prob=1.0, time_shift_ms=0, speed=0)
+    for snr in (10.0, 25.0, 40.0):
+        y = WaveAugment(AugmentConfig(noise_snr_db=f"{snr},{snr}", **base), bg)(x, torch.Generator().manual_seed(1))
+        noise = (y - x).double()
+        measured = 20 * torch.log10(speech_level(x).double() / noise.square().mean(1).sqrt())
+        assert (measured - snr).abs().max() < 0.1
+    # a range: SNRs spread over it; clips without speech get the noise of the reference level minus the SNR
+    cfg = AugmentConfig(noise_snr_db=(10, 40), **base)
+    y = WaveAugment(cfg, bg)(x, torch.Generator().manual_seed(2))
+    measured = 20 * torch.log10(speech_level(x).double() / (y - x).double().square().mean(1).sqrt())
+    assert measured.min() >= 10 - 0.1 and measured.max() <= 40 + 0.1 and measured.std() > 3
+    z = WaveAugment(AugmentConfig(noise_snr_db="20", **base), bg)(torch.zeros(4, 16000), torch.Generator().manual_seed(0),
+                                                                  torch.ones(4, dtype=torch.bool))
+    level_db = 20 * torch.log10(z.double().square().mean(1).sqrt())
+    assert (level_db - (-24 - 20)).abs().max() < 0.1
+    with pytest.raises(ValueError, match="--noise-snr-db must be LO,HI"):
+        AugmentConfig(noise_snr_db="40,10")
+    with pytest.raises(ValueError, match="--noise-snr-db must be LO,HI"):
+        AugmentConfig(noise_snr_db="loud")
+
+
+def test_large_time_shift_and_default_draws_unchanged():
+    x = _tone_batch()
+    g = lambda: torch.Generator().manual_seed(3)
+    y = WaveAugment(AugmentConfig(time_shift_ms=400, noise_prob=0, speed=0), [])(x, g())
+    moved = [(int(torch.nonzero(y[i]).min()) - int(torch.nonzero(x[i]).min())) for i in range(len(x))
+             if y[i].abs().sum() > 0]
+    assert max(abs(m) for m in moved) <= 6400 and max(abs(m) for m in moved) > 3200
+    # the new options off: the same draws, so the same clips, as before they existed
+    bg = [np.random.default_rng(0).standard_normal(40000).astype(np.float32) * 0.01]
+    a = WaveAugment(AugmentConfig(), bg)(x, g())
+    b, partial = WaveAugment(AugmentConfig(noise_snr_db=(), partial_prob=0.0), bg).partials(x, g())
+    assert torch.equal(a, b) and not partial.any()
+
+
+def test_partial_word_negatives_keep_part_of_the_word():
+    from tinykws.data.augment import speech_bounds
+
+    x = _tone_batch()
+    may = torch.arange(len(x)) % 2 == 0  # only these clips (keywords) may become negatives
+    y, partial = WaveAugment(AugmentConfig(partial_prob=1.0, partial_keep=0.4, noise_prob=0, speed=0), []).partials(
+        x, torch.Generator().manual_seed(0), None, may)
+    assert torch.equal(partial, may)
+    for i in range(len(x)):
+        kept = float((y[i] != 0).sum()) / float((x[i] != 0).sum())
+        if partial[i]:
+            assert 0.08 <= kept <= 0.42, kept  # 10%-40% of the spoken part, at one edge of the window
+            a, b, _ = speech_bounds(y[i:i + 1])
+            assert int(a) == 0 or int(b) == 16000
+        else:
+            assert kept > 0.9

@@ -276,6 +276,24 @@ def test_integer_model_streams_with_integer_scores(mini_dir):
     assert (ref.scores.argmax(1) == res.scores.argmax(1)).mean() > 0.9
 
 
+@pytest.mark.slow
+def test_tflite_engine_gives_the_reference_scores(mini_dir):
+    from tinykws.recipes.quantize import load_int_model
+    from tinykws.stream.listen import IntScorer
+
+    im = load_int_model("dscnn-kws-device", mini_dir, calib_clips=20)
+    s = build_stream(mini_dir, StreamConfig(minutes=0.1, seed=2, snr_db=(20.0,)))
+    cfg, det = ListenConfig(hop_ms=100, batch=16), DetectorConfig(window_ms=600, threshold=150)
+    ref = listen(s.chunks(), IntScorer(im), cfg, det, keep_scores=True)
+    tfl = listen(s.chunks(), IntScorer(im, engine="tflite"), cfg, det, keep_scores=True)
+    assert ref.windows == tfl.windows >= 50 and np.array_equal(ref.scores, tfl.scores)
+    assert [(e.keyword, e.time, e.score) for e in ref.events] == [(e.keyword, e.time, e.score) for e in tfl.events]
+    fast = listen(s.chunks(), IntScorer(im, engine="tflite-fast"), cfg, det, keep_scores=True)
+    assert np.abs(fast.scores - ref.scores).max() <= 16 and (fast.scores.argmax(1) == ref.scores.argmax(1)).mean() > 0.95
+    with pytest.raises(ConfigError, match="--engine must be one of ref, tflite, tflite-fast"):
+        IntScorer(im, engine="gpu")
+
+
 # ---------------------------------------------------------------------------- the commands
 
 @pytest.mark.slow
@@ -343,3 +361,16 @@ def test_stream_from_an_official_test_set_folder(tmp_path, mini_dir):
     kinds = {t["kind"] for t in s.truth}
     assert kinds == {"keyword", "unknown"} and {t["word"] for t in s.keywords()} == {"yes", "no"}
     assert np.std(s.audio()[:8000]) > 0  # noise from the _silence_ clips
+
+
+def test_shipped_stream_model_runs_on_the_device_front_end():
+    from tinykws.audio import get_preset
+    from tinykws.deploy.frontend import check_device_frontend
+    from tinykws.train import TrainConfig, load_bundle
+
+    b = load_bundle("dscnn-kws-stream")
+    assert b.frontend.key() == get_preset("device").key() and b.labels == load_bundle("dscnn-kws-device").labels
+    check_device_frontend(b.frontend)  # the C stream loop can compute its features
+    cfg = TrainConfig.from_dict(b.train_config)  # trained with the stream options, stored in the file
+    assert cfg.init == "dscnn-kws-device" and cfg.augment.noise_snr_db == (10.0, 40.0)
+    assert cfg.augment.partial_prob > 0 and cfg.augment.time_shift_ms == 300

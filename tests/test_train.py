@@ -118,3 +118,23 @@ def test_raw_waveform_model_trains_and_mismatch_is_named(tiny_dataset, tmp_path)
     with pytest.raises(ValueError, match="takes raw input but front end 'mlperf' gives mfcc"):
         train(_cfg(tiny_dataset, tmp_path / "bad", model="rawcnn"), progress=False)
     assert not (tmp_path / "bad").exists(), "a wrong setting leaves no half-made run folder"
+
+
+@pytest.mark.slow
+def test_stream_options_stored_and_init_fine_tunes(tiny_dataset, tmp_path):
+    quiet = dict(progress=False, log=lambda *_: None)
+    aug = AugmentConfig(noise_snr_db="10,40", time_shift_ms=300, partial_prob=0.3, speed=0)
+    # --init starts from the shipped device model's weights: with a vanishing lr the model stays that one
+    cfg = TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "a"), epochs=1, batch_size=64, lr=1e-12,
+                      frontend="device", init="dscnn-kws-device", augment=aug)
+    b = train(cfg, **quiet)
+    stored = TrainConfig.from_dict(load_bundle(tmp_path / "a" / "best.pt").train_config)
+    assert stored.augment.noise_snr_db == (10.0, 40.0) and stored.augment.time_shift_ms == 300
+    assert stored.augment.partial_prob == 0.3 and stored.init == "dscnn-kws-device"
+    ref = load_bundle("dscnn-kws-device").state_dict
+    for k, v in ref.items():
+        if v.dtype.is_floating_point and "running" not in k:
+            assert torch.allclose(b.state_dict[k], v, atol=1e-6), k
+    with pytest.raises(ValueError, match="--init dscnn-kws-device: its front end differs from --frontend mlperf"):
+        train(_cfg(tiny_dataset, tmp_path / "c", epochs=1, init="dscnn-kws-device"), **quiet)
+    assert not (tmp_path / "c").exists()

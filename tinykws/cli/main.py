@@ -54,7 +54,8 @@ _TRAIN_FIELDS = {"data": "data", "model": "model", "arch": "model_kwargs", "drop
                  "frontend": "frontend", "task": "task", "keywords": "task", "extra_data": "extra_data",
                  "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr",
                  "weight_decay": "weight_decay", "label_smoothing": "label_smoothing", "unknown_frac": "unknown_frac",
-                 "speed": "augment", "specaug": "augment", "threads": "threads", "seed": "seed"}
+                 "speed": "augment", "specaug": "augment", "shift_ms": "augment", "noise_prob": "augment",
+                 "noise_snr_db": "augment", "gain_db": "augment", "partial_prob": "augment", "init": "init", "threads": "threads", "seed": "seed"}
 
 
 def given_options(ctx: typer.Context) -> set[str]:
@@ -68,7 +69,8 @@ _TRAIN_FIELDS = {"data": "data", "model": "model", "arch": "model_kwargs", "drop
                  "frontend": "frontend", "task": "task", "keywords": "task", "extra_data": "extra_data",
                  "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr",
                  "weight_decay": "weight_decay", "label_smoothing": "label_smoothing", "unknown_frac": "unknown_frac",
-                 "speed": "augment", "specaug": "augment", "threads": "threads", "seed": "seed",
+                 "speed": "augment", "specaug": "augment", "shift_ms": "augment", "noise_prob": "augment",
+                 "noise_snr_db": "augment", "gain_db": "augment", "partial_prob": "augment", "init": "init", "threads": "threads", "seed": "seed",
                  "device": "device", "precision": "precision",
                  "model_args": "model_kwargs", "teacher": "teacher", "kd_temperature": "kd_temperature",
                  "kd_alpha": "kd_alpha"}
@@ -103,6 +105,14 @@ def train_cmd(
     unknown_frac: float = config_option(T, "unknown_frac"),
     speed: float = config_option(AugmentConfig, "speed"),
     specaug: bool = typer.Option(True, help="SpecAugment time and coefficient masks"),
+    shift_ms: float = config_option(AugmentConfig, "time_shift_ms", "--shift-ms"),
+    noise_prob: float = config_option(AugmentConfig, "noise_prob"),
+    noise_snr_db: str = typer.Option("", "--noise-snr-db", help="background noise at an SNR drawn from LO,HI dB "
+                                     "(speech RMS over its spoken part against the noise's), e.g. 10,40; "
+                                     "default: the noise gains of the papers' recipe (about 45 dB and more)"),
+    gain_db: float = config_option(AugmentConfig, "gain_db"),
+    partial_prob: float = config_option(AugmentConfig, "partial_prob"),
+    init: str = config_option(T, "init"),
     threads: int = config_option(T, "threads"),
     device: str = config_option(T, "device"),
     precision: str = config_option(T, "precision"),
@@ -115,7 +125,9 @@ def train_cmd(
     from ..models.arch import parse_arch
     from ..train import train
 
-    aug = AugmentConfig(speed=speed, **({} if specaug else {"time_masks": 0, "freq_masks": 0}))
+    aug = AugmentConfig(speed=speed, time_shift_ms=shift_ms, noise_prob=noise_prob, noise_snr_db=noise_snr_db,
+                        gain_db=gain_db, partial_prob=partial_prob,
+                        **({} if specaug else {"time_masks": 0, "freq_masks": 0}))
     try:
         extra_kw = json.loads(model_args) if model_args else {}
     except json.JSONDecodeError as exc:
@@ -130,7 +142,7 @@ def train_cmd(
                       optimizer=optimizer, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
                       unknown_frac=unknown_frac, augment=aug, seed=seed, threads=threads,
                       device=device, precision=precision,
-                      teacher=teachers, kd_temperature=kd_temperature, kd_alpha=kd_alpha,
+                      teacher=teachers, kd_temperature=kd_temperature, kd_alpha=kd_alpha, init=init,
                       model_kwargs={**extra_kw, **({"dropout": dropout} if dropout is not None else {}),
                                     **({"arch": arch} if arch else {})})
     given = {_TRAIN_FIELDS[o] for o in given_options(ctx) if o in _TRAIN_FIELDS}

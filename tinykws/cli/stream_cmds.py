@@ -17,15 +17,25 @@ from .options import DataDir, Json, ModelRef, Overwrite, calib_clips_option, che
 D, L, S, T = DetectorConfig, ListenConfig, StreamConfig, TuneConfig
 
 
-def _scorer(model: Optional[str], int8: bool, data: Optional[Path], calib_clips: int, log):
-    """A float model, or (--int8, or a .tflite) the integer model bit-exact with TFLite Micro."""
+def _scorer(model: Optional[str], int8: bool, data: Optional[Path], calib_clips: int, log, engine: str = "ref"):
+    """A float model, or (--int8, or a .tflite) the integer model bit-exact with TFLite Micro,
+    run by `engine` (see tinykws.stream.listen.IntScorer)."""
     from ..stream import make_scorer
+    from ..stream.listen import ENGINES, IntScorer
 
+    if engine not in ENGINES:
+        raise typer.BadParameter(f"must be one of {', '.join(ENGINES)} (got {engine!r})", param_hint="--engine")
     if int8 or (model or "").endswith(".tflite"):
         from ..recipes.quantize import load_int_model
 
-        return make_scorer(load_int_model(model, data, calib_clips, log=log), name=model or "dscnn-kws")
+        return IntScorer(load_int_model(model, data, calib_clips, log=log), name=model or "dscnn-kws", engine=engine)
+    if engine != "ref":
+        raise typer.BadParameter(f"{engine} runs the integer model: add --int8", param_hint="--engine")
     return make_scorer(model)
+
+
+ENGINE_HELP = ("with --int8: ref (numpy integer reference), tflite (the TFLite interpreter's reference kernels: "
+               "the same scores, faster) or tflite-fast (its optimized kernels: fastest, scores off by a few steps)")
 
 
 def _list_default(cls, name):
@@ -46,6 +56,7 @@ def register(app: typer.Typer) -> None:
         data: Optional[Path] = typer.Option(None, "--data", help="with --int8: data set to calibrate a float model on "
                                                                  "(default: the one it was trained on)"),
         calib_clips: int = calib_clips_option(),
+        engine: str = typer.Option("ref", "--engine", help=ENGINE_HELP),
         mic: bool = typer.Option(False, "--mic", help="listen to the microphone (needs the sounddevice package)"),
         seconds: Optional[float] = typer.Option(None, help="with --mic: stop after this many seconds"),
         hop_ms: int = config_option(L, "hop_ms"),
@@ -66,7 +77,7 @@ def register(app: typer.Typer) -> None:
         dcfg = DetectorConfig(window_ms=window_ms, threshold=threshold, suppression_ms=suppression_ms,
                               min_count=min_count)
         log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False, markup=False))
-        scorer = _scorer(model, int8, data, calib_clips, log)
+        scorer = _scorer(model, int8, data, calib_clips, log, engine)
         source = mic_chunks(scorer.frontend.sample_rate, seconds=seconds) if mic else file
         if mic:
             err.print("listening (Ctrl-C stops) ...")
@@ -101,6 +112,7 @@ def register(app: typer.Typer) -> None:
         model: ModelRef = None,
         int8: bool = typer.Option(False, "--int8", help="run the integer model (a float model gets PTQ int8 on --data)"),
         calib_clips: int = calib_clips_option(),
+        engine: str = typer.Option("ref", "--engine", help=ENGINE_HELP),
         minutes: float = config_option(S, "minutes"),
         split: str = config_option(S, "split"),
         snr_db: List[float] = typer.Option(_list_default(S, "snr_db"), "--snr-db",
@@ -129,7 +141,7 @@ def register(app: typer.Typer) -> None:
                               min_count=min_count)
         MatchConfig(tolerance_ms=tolerance_ms)
         log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False, markup=False))
-        scorer = _scorer(model, int8, data, calib_clips, log)
+        scorer = _scorer(model, int8, data, calib_clips, log, engine)
         bar = Progress(not as_json, total=int(-(-minutes * 6 // 1)), description="stream")
         try:
             r = evaluate_stream(data, scorer, scfg, lcfg, dcfg, tolerance_ms, progress=lambda s: bar.step("stream"))
@@ -151,6 +163,7 @@ def register(app: typer.Typer) -> None:
         model: ModelRef = None,
         int8: bool = typer.Option(False, "--int8", help="run the integer model (a float model gets PTQ int8 on --data)"),
         calib_clips: int = calib_clips_option(),
+        engine: str = typer.Option("ref", "--engine", help=ENGINE_HELP),
         val_minutes: float = config_option(T, "val_minutes"),
         test_minutes: float = config_option(T, "test_minutes"),
         max_fa_per_hour: float = config_option(T, "max_false_alarms_per_hour", "--max-fa-per-hour"),
@@ -181,7 +194,7 @@ def register(app: typer.Typer) -> None:
         inputs = [data] + ([model] if model and Path(model).exists() else [])
         check_new_output(out, overwrite, inputs, folder=True)
         log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False, markup=False))
-        scorer = _scorer(model, int8, data, calib_clips, log)
+        scorer = _scorer(model, int8, data, calib_clips, log, engine)
         prepare_output_dir(out, overwrite, inputs)
         r = tune(data, scorer, lcfg, tcfg, scfg, tolerance_ms, png=out / "det.png", log=log)
         atomic_write_text(out / "tune.json", json.dumps(r, indent=2))

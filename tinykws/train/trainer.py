@@ -91,6 +91,8 @@ class TrainConfig:
     teacher: list[str] = field(default_factory=list)  # model files / shipped names to distill from (tinykws.train.distill)
     kd_temperature: float = setting(4.0, lo=0, lo_open=True, help="distillation temperature of the soft targets")
     kd_alpha: float = setting(0.5, lo=0, hi=1, help="weight of the distillation term (1 - alpha: cross-entropy)")
+    init: str = setting("", help="start from the weights of this model file or shipped name (fine-tuning); "
+                                 "its architecture, labels and front end must be this run's")
 
     def __post_init__(self):
         validate(self)
@@ -210,6 +212,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
                          f"gives {fe_cfg.kind}; use --frontend {'raw' if kind == 'raw' else 'mlperf'}")
     teachers = Teachers.load(cfg.teacher, labels, cfg.kd_temperature, cfg.kd_alpha) if cfg.teacher else None
     torch.manual_seed(cfg.seed)
+    if model is None and cfg.init:
+        model = initial_model(cfg, labels)
     if model is None:
         model = create_model(cfg.model, num_classes=len(labels), input_shape=fe_cfg.feature_shape, **cfg.model_kwargs)
     model = prepare_model(model, device)
@@ -226,6 +230,22 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     except BaseException:
         run.abandon()  # a start that failed before its first checkpoint leaves nothing behind
         raise
+
+
+def initial_model(cfg: TrainConfig, labels: list[str]) -> torch.nn.Module:
+    """The network of `cfg.init` with its weights, checked against the run's settings."""
+    from .checkpoint import load_model
+
+    model, b = load_model(cfg.init)
+    if b.frontend.key() != get_preset(cfg.frontend).key():
+        raise ValueError(f"--init {cfg.init}: its front end differs from --frontend {cfg.frontend} of this run")
+    for what, theirs, ours in (("architecture", b.arch, cfg.model), ("labels", list(b.labels), list(labels)),
+                               ("model settings", b.model_kwargs, cfg.model_kwargs)):
+        if theirs != ours:
+            raise ValueError(f"--init {cfg.init}: {what} {theirs} there, {ours} in this run (they must match)")
+    if b.quant or b.prune:
+        raise ValueError(f"--init {cfg.init}: a quantized or pruned model cannot start a plain training run")
+    return model.train()
 
 
 def resumed_config(cls, stored: dict, cfg, given, done: int):
@@ -288,7 +308,11 @@ def _train_loop(cfg, run, state, data, model, opt, fe_cfg, steps_per_epoch, prog
             with torch.no_grad():
                 if train_feats is None:
                     raw = torch.from_numpy(data.train.waves(bi)).to(device, non_blocking=True)
-                    waves = augment(raw, ep.g, y_cpu == silence_id)
+                    keyword = (y_cpu != silence_id) & (y_cpu != unknown_id) if unknown_id is not None else None
+                    waves, partial = augment.partials(raw, ep.g, y_cpu == silence_id, keyword)
+                    if partial.any():  # only part of a keyword left in the window: a negative
+                        y_cpu = torch.where(partial, unknown_id, y_cpu)
+                        y = y_cpu.to(device, non_blocking=True)
                     feats = frontend(waves)
                 else:
                     waves, feats = None, train_feats[torch.from_numpy(bi).to(device)]
