@@ -124,7 +124,7 @@ def study(args) -> list[dict]:
         if c not in CONFIGS:
             raise SystemExit(f"--configs: unknown {c!r}; use {', '.join(CONFIGS)}")
     jobs = []
-    for model in args.models.split(","):
+    for model in filter(None, args.models.split(",")):
         jobs.append((model, "dense", 0.0, lambda m=model: m))
         for method in args.methods.split(","):
             for s in (float(v) for v in args.sparsities.split(",")):
