@@ -221,8 +221,11 @@ def test_cli_prune_then_eval_info_and_qat_keep_the_zeros(tmp_path, tiny_dataset)
 def test_channel_pruned_file_quantizes_and_exports(tmp_path, tiny_dataset):
     out = tmp_path / "ch.pt"
     row = last_json(run("prune", "--data", tiny_dataset, "--method", "channel", "--sparsity", "0.5", "--target",
-                        "macs", "--epochs", "1", "--out", out, "--json"))
+                        "macs", "--epochs", "1", "--teacher", "dscnn-kws", "--kd-alpha", "0.7", "--out", out,
+                        "--json"))
     assert row["macs"] <= 0.5 * row["dense_macs"]
+    stored = load_model(out)[1].prune["config"]  # fine-tuned with distillation from the unpruned model
+    assert stored["teacher"] == ["dscnn-kws"] and stored["kd_alpha"] == 0.7
     r = last_json(run("export", "--model", out, "--data", tiny_dataset, "--out", tmp_path / "ch.tflite", "--json"))
     im = read_tflite(tmp_path / "ch.tflite")
     fc = [t for t in im.tensors if t.name == "fc.weight"][0]

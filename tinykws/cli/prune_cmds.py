@@ -32,6 +32,9 @@ def register(app: typer.Typer) -> None:
                                                         "layer the granularity fits, except the first and the depthwise ones)"),
         augment: str = config_option(P, "augment"),
         seed: int = config_option(P, "seed"),
+        teacher: Optional[str] = typer.Option(None, help="comma-separated model files / shipped names to distill "
+                                                         "from while fine-tuning (e.g. the unpruned model)"),
+        kd_alpha: float = config_option(P, "kd_alpha"),
         overwrite: Overwrite = False,
         as_json: Json = False,
     ):
@@ -41,7 +44,9 @@ def register(app: typer.Typer) -> None:
 
         config = PruneConfig(method=method, sparsity=sparsity, scope=scope, target=target, round_to=round_to, schedule=schedule,
                              steps=steps, epochs=epochs, ramp=ramp, lr=lr, seed=seed, augment=augment,
-                             layers=[n.strip() for n in layers.split(",") if n.strip()] if layers else [])
+                             layers=[n.strip() for n in layers.split(",") if n.strip()] if layers else [],
+                             teacher=[n.strip() for n in teacher.split(",") if n.strip()] if teacher else [],
+                             kd_alpha=kd_alpha)
         check_new_output(out, overwrite, [model, data])
         log = (lambda *a: None) if as_json else (lambda *a: err.print(*a, highlight=False, markup=False))
         bundle = prune_model(model, config, data, log=log)

@@ -42,6 +42,10 @@ class PruneConfig:
                            help="fine-tuning augmentation: the model's own (waveform and SpecAugment), or SpecAugment "
                                 "alone on cached features (faster: no MFCC per step)")
     seed: int = setting(0, help="seed of the fine-tuning")
+    teacher: list[str] = setting(default_factory=list,
+                                 help="model files / shipped names to distill from while fine-tuning (e.g. the "
+                                      "unpruned model; tinykws.train.distill); empty: labels only")
+    kd_alpha: float = setting(0.5, lo=0, hi=1, help="weight of the distillation term when a teacher is given")
 
     def __post_init__(self):
         validate(self)

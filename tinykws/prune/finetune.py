@@ -63,7 +63,8 @@ def prune_model(model=None, config: PruneConfig | None = None, data=None, log=pr
         data_dir = data_dir_of(bundle, data)
         base = TrainConfig.from_dict({**bundle.train_config, "data": str(data_dir)}) if bundle.train_config else \
             TrainConfig(data=str(data_dir), model=bundle.arch, model_kwargs=bundle.model_kwargs)
-        cfg = replace(base, lr=config.lr, warmup_epochs=0, seed=config.seed)
+        cfg = replace(base, lr=config.lr, warmup_epochs=0, seed=config.seed, teacher=list(config.teacher),
+                      kd_alpha=config.kd_alpha)
         if config.augment == "spec":  # unchanged waveforms: the features come from the cache
             cfg = replace(cfg, augment=replace(cfg.augment, time_shift_ms=0.0, noise_prob=0.0, gain_db=0.0, speed=0.0))
         data_ = load_train_data(cfg, progress)
