@@ -130,8 +130,7 @@ def study(args) -> list[dict]:
             for s in (float(v) for v in args.sparsities.split(",")):
                 jobs.append((model, method, s, lambda m=model, me=method, s=s: prune_file(args, m, me, s)))
     for qf in filter(None, args.quant_files.split(",")):
-        _, b = load_model(qf)
-        jobs.append((b.name or Path(qf).stem, f"bits:{Path(qf).stem}", 0.0, lambda q=qf: q))
+        jobs.append((args.quant_model, f"bits:{Path(qf).stem}", 0.0, lambda q=qf: q))
     for model, method, s, get in jobs:
         todo = [c for c in configs + (["cmsis-nn"] if args.cmsis_nn and method == "dense" else [])
                 if (model, method, s, c) not in have]
@@ -246,6 +245,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sparsities", default="0.5,0.75,0.9")
     ap.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"of {', '.join(CONFIGS)}")
     ap.add_argument("--quant-files", default="", help="comma-separated quantized model files (bit-width rows)")
+    ap.add_argument("--quant-model", default="dscnn-kws", help="the model the --quant-files were quantized from (their rows' label)")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
