@@ -89,17 +89,22 @@ def _sb_case(rng, name, pointwise=False):
     return c
 
 
+def _assert_conv_case(lib, name, c):
+    """The packed conv kernel `name` on case `c` equals the integer reference."""
+    y = K.conv2d(c["x"], c["in_zp"], c["w"], c["bias"], c["stride"], c["pad"], c["mult"], c["shift"], c["out_zp"],
+                 c["qmin"], c["qmax"])
+    p = _conv_params(c, y)
+    got = _call_conv(lib, name, p, c["x"], c["w"], c["bias"], c["mult"], c["shift"])
+    np.testing.assert_array_equal(got, y, err_msg=f"{name} {p}")
+
+
 @pytest.mark.parametrize("name", CONV_SB)
 def test_packed_conv_bit_exact(lib, name):
     rng = np.random.default_rng(17)
     MODES_SEEN.pop(name, None)
     for _ in range(50):
         c = _sb_case(rng, name)
-        y = K.conv2d(c["x"], c["in_zp"], c["w"], c["bias"], c["stride"], c["pad"], c["mult"], c["shift"], c["out_zp"],
-                     c["qmin"], c["qmax"])
-        p = _conv_params(c, y)
-        got = _call_conv(lib, name, p, c["x"], c["w"], c["bias"], c["mult"], c["shift"])
-        np.testing.assert_array_equal(got, y, err_msg=f"{name} {p}")
+        _assert_conv_case(lib, name, c)
     _check_modes(name)
 
 
@@ -113,11 +118,7 @@ def test_packed_pointwise_bit_exact(lib, name):
             ic = int(rng.choice([24, 33, 64, 71]))
             c["x"] = rng.integers(-128, 128, c["x"].shape[:3] + (ic,)).astype(np.int8)
             c["w"] = _small(rng, (c["w"].shape[0], 1, 1, ic), _bits(name))
-        y = K.conv2d(c["x"], c["in_zp"], c["w"], c["bias"], c["stride"], c["pad"], c["mult"], c["shift"], c["out_zp"],
-                     c["qmin"], c["qmax"])
-        p = _conv_params(c, y)
-        got = _call_conv(lib, name, p, c["x"], c["w"], c["bias"], c["mult"], c["shift"])
-        np.testing.assert_array_equal(got, y, err_msg=f"{name} {p}")
+        _assert_conv_case(lib, name, c)
     _check_modes(name)
 
 
